@@ -1,0 +1,64 @@
+# sparkkit: every target creates the virtual environment when it is missing.
+HOST ?= rehearsal
+VENV := .venv
+PY := $(VENV)/bin/python
+SPARKKIT := $(VENV)/bin/sparkkit
+ARGS ?=
+
+.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down test test-unit clean
+
+help:
+	@echo "make testbed                 start the rehearsal host (dockerd, sshd on 127.0.0.1:2222, images)"
+	@echo "make deploy HOST=rehearsal   deploy the release for HOST (ARGS='-e key=value --break-lock ...')"
+	@echo "make deploy-and-verify       deploy (verification gates arrive with the probe suite)"
+	@echo "make diff|status|rollback|down|render HOST=..."
+	@echo "make test                    unit + integration tests (starts the testbed)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+testbed: venv
+	bash testbed/setup.sh
+
+# The rehearsal host needs its testbed; a real host needs nothing local.
+define needs_testbed
+	@if [ "$(HOST)" = "rehearsal" ]; then bash testbed/setup.sh; fi
+endef
+
+deploy: venv
+	$(needs_testbed)
+	$(SPARKKIT) deploy $(HOST) $(ARGS)
+
+deploy-and-verify: deploy
+
+diff: venv
+	$(needs_testbed)
+	$(SPARKKIT) diff $(HOST) $(ARGS)
+
+status: venv
+	$(needs_testbed)
+	$(SPARKKIT) status $(HOST) $(ARGS)
+
+rollback: venv
+	$(needs_testbed)
+	$(SPARKKIT) rollback $(HOST) $(ARGS)
+
+down: venv
+	$(needs_testbed)
+	$(SPARKKIT) down $(HOST) $(ARGS)
+
+render: venv
+	$(SPARKKIT) render $(HOST) --out out/$(HOST) $(ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -q -m "not integration"
+
+test: testbed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from sparkkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""Command line: parse arguments, load and validate the inventory, then act on one host.
+
+Exit codes: 0 ok, 1 the operation failed (the message says what was restored), 2 bad input.
+Input is validated completely before any SSH connection is opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from sparkkit import __version__
+from sparkkit.config import HostConfig, build_config
+from sparkkit.errors import InputError, OperationError
+from sparkkit.inventory import load_host_layers
+from sparkkit.render import Release, render_release
+from sparkkit.secrets import Secrets, load_secrets
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+
+DESCRIPTION = """\
+Deploy and verify an LLM stack (vLLM, Ollama, SearXNG, apps) on a DGX Spark or a rehearsal host,
+over one SSH connection, as releases that can be rolled back.
+
+The project folder (--project-dir, default: the current folder) holds inventory/, roles/ and
+templates/. Exit codes: 0 ok, 1 the operation failed (and says what was restored), 2 bad input.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors exit 2, as bad input does
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sparkkit", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sparkkit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("host", metavar="HOST", help="a host name from inventory/hosts.yml")
+    common.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an inventory value (highest precedence), e.g. -e services.searxng.port=8081;"
+                             " the value is parsed as YAML; repeatable")
+    common.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),
+                        help="folder with inventory/, roles/, templates/ (default: $SPARKKIT_PROJECT or .)")
+    ssh = argparse.ArgumentParser(add_help=False)
+    ssh.add_argument("--accept-new-host-key", action="store_true",
+                     help="trust and record an unknown SSH host key (a changed key is always refused)")
+    locking = argparse.ArgumentParser(add_help=False)
+    locking.add_argument("--break-lock", action="store_true",
+                         help="remove a lock left by a run that died, then go on")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("render", parents=[common], help="render the release locally, touch no host")
+    p.add_argument("--out", type=Path, help="write the files here (default: list them)")
+    sub.add_parser("diff", parents=[common, ssh],
+                   help="show what a deploy would change on the host (secrets masked); changes nothing")
+    sub.add_parser("deploy", parents=[common, ssh, locking],
+                   help="upload the release, bring it up, switch current; restore the previous release on failure")
+    p = sub.add_parser("status", parents=[common, ssh], help="current release and the state of each service")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("rollback", parents=[common, ssh, locking],
+                       help="bring back a kept release (default: the one before current)")
+    p.add_argument("--to", metavar="RELEASE", help="release id to go back to (see `status`)")
+    sub.add_parser("down", parents=[common, ssh, locking], help="stop the stack; releases are kept")
+    return parser
+
+
+def load(args) -> tuple[HostConfig, Secrets, Release]:
+    project = args.project_dir
+    if not (project / "inventory" / "hosts.yml").exists():
+        raise InputError(f"no inventory/hosts.yml under {project.resolve()} (use --project-dir)")
+    cfg = build_config(load_host_layers(project, args.host, args.extra_vars))
+    if getattr(args, "accept_new_host_key", False):
+        cfg = _replace_ssh(cfg, accept_new_host_key=True)
+    missing: list[str] | None = [] if args.command == "render" else None
+    secrets = load_secrets(cfg, missing=missing)
+    for name in missing or ():
+        _say(f"warning: secret {name!r} is not set; the rendered env file holds a placeholder "
+             f"(deploy refuses to run without it)")
+    return cfg, secrets, render_release(cfg, secrets, project)
+
+
+def _replace_ssh(cfg: HostConfig, **changes) -> HostConfig:
+    from dataclasses import replace
+
+    return replace(cfg, ssh=replace(cfg.ssh, **changes))
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_render(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
+    files = (*release.files, release.manifest(cfg=cfg))
+    if args.out is None:
+        print(f"release {release.id} for {cfg.name}:")
+        for f in files:
+            print(f"  {f.path}  ({len(f.content)} bytes, mode {f.mode:04o})")
+        return EXIT_OK
+    prefix = f"{release.dir}/"
+    for f in files:
+        rel = f.path[len(prefix):] if f.path.startswith(prefix) else f.path
+        target = args.out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.content)
+        target.chmod(f.mode)
+    print(f"release {release.id} for {cfg.name} written to {args.out}")
+    return EXIT_OK
+
+
+def _status_table(status: dict) -> str:
+    rows = [[r["service"], r["state"], r["health"], "-" if r["restarts"] is None else r["restarts"],
+             _uptime(r["uptime_s"]), r["image"] or "-"] for r in status["services"]]
+    head = (f"{status['host']}: release {status['current_release'] or 'none'}  "
+            f"(Docker {status['docker'] or '?'}, Compose {status['compose'] or '?'})")
+    return head + "\n" + tabulate(rows, headers=["service", "state", "health", "restarts", "uptime", "image"])
+
+
+def _uptime(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
+    from sparkkit.deploy import HostOps
+    from sparkkit.diff import diff_against_host
+    from sparkkit.executor import SshExecutor
+
+    ex = SshExecutor(cfg.ssh, cfg.name)
+    try:
+        ops = HostOps(ex, cfg, out=_say, secrets=secrets)
+        if args.command == "status":
+            status = ops.status()
+            print(json.dumps(status, indent=2) if args.json else _status_table(status))
+            return EXIT_OK
+        if args.command == "diff":
+            current = ops.facts().current_release
+            text = diff_against_host(ex, cfg, release, secrets, current)
+            print(text if text else f"{cfg.name}: no changes (release {release.id} is current)")
+            return EXIT_OK
+        if args.command == "deploy":
+            outcome = ops.deploy(release, break_lock=args.break_lock)
+        elif args.command == "rollback":
+            outcome = ops.rollback(args.to, break_lock=args.break_lock)
+        else:
+            outcome = ops.down(break_lock=args.break_lock)
+        print(outcome.message)
+        return EXIT_OK
+    finally:
+        for notice in getattr(ex, "notices", []):
+            _say(notice)
+        ex.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    secrets = Secrets({})
+    try:
+        cfg, secrets, release = load(args)
+        if args.command == "render":
+            return cmd_render(args, cfg, secrets, release)
+        return run_remote(args, cfg, secrets, release)
+    except InputError as exc:
+        print(f"error: {secrets.mask(str(exc))}", file=sys.stderr)
+        return EXIT_INPUT
+    except OperationError as exc:
+        print(f"FAILED: {secrets.mask(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

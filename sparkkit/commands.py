@@ -1,0 +1,188 @@
+"""Remote commands as data: each function returns an argv list. Nothing here runs anything.
+
+Remote shell scripts are constants that read their inputs from positional parameters
+(``sh -c SCRIPT sh ARG...``), so inventory values are only ever passed as quoted arguments.
+"""
+
+from __future__ import annotations
+
+SECTION = "==sparkkit:{}=="
+
+
+def _sh(script: str, *args: str) -> list[str]:
+    return ["sh", "-c", script, "sh", *[str(a) for a in args]]
+
+
+def _section(name: str) -> str:
+    return f'echo "{SECTION.format(name)}"'
+
+
+_CONTAINERS = """
+ids=$(docker ps -aq --filter "label=com.docker.compose.project=$2")
+if [ -n "$ids" ]; then docker inspect $ids; else echo "[]"; fi
+"""
+
+PREFLIGHT_SCRIPT = f"""
+root="$1"; project="$2"; shift 2
+{_section("docker")}
+docker version --format '{{{{.Server.Version}}}}' 2>&1 || echo "ERROR"
+{_section("compose")}
+docker compose version --short 2>&1 || echo "ERROR"
+{_section("runtimes")}
+docker info --format '{{{{json .Runtimes}}}}' 2>/dev/null || echo "{{}}"
+{_section("disk")}
+d="$root"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | tail -n 1
+{_section("ports")}
+cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
+{_section("images")}
+for i in "$@"; do if docker image inspect "$i" >/dev/null 2>&1; then echo "present $i"; else echo "missing $i"; fi; done
+{_section("current")}
+readlink "$root/current" 2>/dev/null || true
+{_section("releases")}
+ls -1t "$root/releases" 2>/dev/null | while read -r r; do [ -f "$root/releases/$r/release.json" ] && echo "$r"; done
+{_section("containers")}
+{_CONTAINERS.replace('$2', '$project')}
+{_section("end")}
+"""
+
+
+def preflight(root: str, project: str, images: list[str]) -> list[str]:
+    return _sh(PREFLIGHT_SCRIPT, root, project, *images)
+
+
+def containers(project: str) -> list[str]:
+    """``docker inspect`` of every container of the compose project (JSON array)."""
+    return _sh(_CONTAINERS, "", project)
+
+
+LOCK_SCRIPT = """
+root="$1"; info="$2"; breaking="$3"
+mkdir -p "$root" || exit 3
+if [ "$breaking" = "1" ]; then rm -rf "$root/lock"; fi
+if mkdir "$root/lock" 2>/dev/null; then
+  printf '%s\\n' "$info" > "$root/lock/info.json"
+  echo ACQUIRED
+else
+  echo HELD
+  cat "$root/lock/info.json" 2>/dev/null || true
+fi
+"""
+
+
+def acquire_lock(root: str, info_json: str, *, break_lock: bool) -> list[str]:
+    return _sh(LOCK_SCRIPT, root, info_json, "1" if break_lock else "0")
+
+
+UNLOCK_SCRIPT = """
+root="$1"; token="$2"
+if grep -q -- "$token" "$root/lock/info.json" 2>/dev/null; then rm -rf "$root/lock"; fi
+"""
+
+
+def release_lock(root: str, token: str) -> list[str]:
+    return _sh(UNLOCK_SCRIPT, root, token)
+
+
+INSTALL_SCRIPT = """
+set -e
+root="$1"; id="$2"
+stage="$root/.staging/$id"
+rm -rf "$stage"; mkdir -p "$stage" "$root/releases" "$root/files"
+base64 -d | tar -xzf - -C "$stage"
+if [ -d "$stage/files" ]; then cp -Rp "$stage/files/." "$root/files/"; fi
+rm -rf "$root/releases/$id"
+mv "$stage/releases/$id" "$root/releases/$id"
+touch "$root/releases/$id"
+rm -rf "$stage"
+"""
+
+
+def install_release(root: str, release_id: str) -> list[str]:
+    """Unpack a base64 tar.gz from stdin into ``releases/<id>`` (and ``files/``)."""
+    return _sh(INSTALL_SCRIPT, root, release_id)
+
+
+SWITCH_SCRIPT = """
+set -e
+root="$1"; id="$2"
+touch "$root/releases/$id"
+ln -sfn "releases/$id" "$root/.current.tmp"
+mv -T "$root/.current.tmp" "$root/current"
+"""
+
+
+def switch_current(root: str, release_id: str) -> list[str]:
+    return _sh(SWITCH_SCRIPT, root, release_id)
+
+
+AUDIT_SCRIPT = """
+root="$1"; line="$2"
+mkdir -p "$root" && printf '%s\\n' "$line" >> "$root/audit.log"
+"""
+
+
+def append_audit(root: str, line: str) -> list[str]:
+    return _sh(AUDIT_SCRIPT, root, line)
+
+
+PRUNE_SCRIPT = """
+root="$1"; shift
+for id in "$@"; do rm -rf "$root/releases/$id"; done
+"""
+
+
+def prune_releases(root: str, ids: list[str]) -> list[str]:
+    return _sh(PRUNE_SCRIPT, root, *ids)
+
+
+READ_RELEASE_SCRIPT = """
+root="$1"; id="$2"
+cat "$root/releases/$id/release.json" 2>/dev/null || exit 4
+"""
+
+
+def read_manifest(root: str, release_id: str) -> list[str]:
+    return _sh(READ_RELEASE_SCRIPT, root, release_id)
+
+
+CAT_FILES_SCRIPT = """
+root="$1"; shift
+for f in "$@"; do echo "==sparkkit:file:$f=="; base64 < "$root/$f" 2>/dev/null || echo "!missing"; done
+"""
+
+
+def cat_files(root: str, paths: list[str]) -> list[str]:
+    return _sh(CAT_FILES_SCRIPT, root, *paths)
+
+
+def audit_tail(root: str, lines: int) -> list[str]:
+    return ["tail", "-n", str(lines), f"{root}/audit.log"]
+
+
+def compose(project: str, compose_file: str, *args: str) -> list[str]:
+    return ["docker", "compose", "-p", project, "-f", compose_file, *args]
+
+
+def compose_up(project: str, compose_file: str, services: list[str], *, remove_orphans: bool) -> list[str]:
+    extra = ["--remove-orphans"] if remove_orphans else []
+    return compose(project, compose_file, "up", "-d", "--no-deps", *extra, *services)
+
+
+def compose_down(project: str, compose_file: str, *, timeout_s: int = 30) -> list[str]:
+    return compose(project, compose_file, "down", "--timeout", str(timeout_s))
+
+
+def compose_logs(project: str, compose_file: str, service: str, *, tail: int = 30) -> list[str]:
+    return compose(project, compose_file, "logs", "--no-color", "--tail", str(tail), service)
+
+
+def pull_images(images: list[str]) -> list[str]:
+    script = 'for i in "$@"; do docker pull -q "$i" || exit 1; done'
+    return _sh(script, *images)
+
+
+def stop_project(project: str) -> list[str]:
+    """Stop and remove the project's containers when no release file is at hand."""
+    script = ('ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1"); '
+              '[ -z "$ids" ] || docker rm -f $ids >/dev/null')
+    return _sh(script, project)

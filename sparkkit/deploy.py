@@ -1,0 +1,329 @@
+"""Deploy, roll back, stop, and read the state of a release on one host, through an Executor.
+
+The decisions live in ``plan``; this module sequences remote commands and reports progress.
+Rollback is the same code path as deploy (``activate``), aimed at a kept release.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import io
+import json
+import shlex
+import socket
+import tarfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from sparkkit import commands as cmd
+from sparkkit.config import HostConfig
+from sparkkit.errors import OperationError
+from sparkkit.executor import Executor
+from sparkkit.facts import HostFacts, parse_containers, parse_lock, parse_preflight
+from sparkkit.plan import ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates, start_waves
+from sparkkit.render import COMPOSE_FILE, Release
+from sparkkit.secrets import Secrets
+
+Printer = Callable[[str], None]
+POLL_S = 1.0
+HEARTBEAT_S = 10.0
+LOG_TAIL = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    action: str
+    release: str | None
+    changed: bool
+    message: str
+
+
+class LockHeld(OperationError):
+    pass
+
+
+class DeployFailed(OperationError):
+    def __init__(self, message: str, *, service: str | None = None, restored: str | None = None):
+        self.service = service
+        self.restored = restored
+        super().__init__(message)
+
+
+def who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def chain(*argvs: list[str]) -> list[str]:
+    """Several commands in one round trip, each quoted as an argv."""
+    return ["sh", "-c", " && ".join(shlex.join(a) for a in argvs)]
+
+
+def specs_of(release: Release, cfg: HostConfig) -> list[ServiceSpec]:
+    return [ServiceSpec.from_manifest(item) for item in json.loads(release.manifest(cfg=cfg).content)["services"]]
+
+
+def release_archive(release: Release, cfg: HostConfig) -> bytes:
+    """The release as one base64 tar.gz (secret files keep mode 0600)."""
+    buf = io.BytesIO()
+    mtime = time.time()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in (*release.files, release.manifest(cfg=cfg)):
+            info = tarfile.TarInfo(f.path)
+            info.size = len(f.content)
+            info.mode = f.mode
+            info.mtime = mtime
+            tar.addfile(info, io.BytesIO(f.content))
+    return base64.b64encode(buf.getvalue())
+
+
+class HostOps:
+    """Operations on one host: one executor (one SSH connection), one config, one printer."""
+
+    def __init__(self, ex: Executor, cfg: HostConfig, *, out: Printer, secrets: Secrets | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.ex = ex
+        self.cfg = cfg
+        self.out = out
+        self.secrets = secrets or Secrets({})
+        self.sleep = sleep
+
+    # -- facts -------------------------------------------------------------------------------
+    def facts(self, images: list[str] = ()) -> HostFacts:
+        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images)), timeout_s=60)
+        return parse_preflight(result.stdout)
+
+    def containers(self):
+        return parse_containers(self.ex.run(cmd.containers(self.cfg.project), timeout_s=60).stdout)
+
+    def compose_file(self, release_id: str) -> str:
+        return f"{self.cfg.root}/releases/{release_id}/{COMPOSE_FILE}"
+
+    def manifest_specs(self, release_id: str) -> list[ServiceSpec]:
+        result = self.ex.run(cmd.read_manifest(self.cfg.root, release_id), check=False)
+        if result.rc != 0:
+            raise OperationError(f"{self.cfg.name}: release {release_id} is missing or damaged "
+                                 f"(no {self.cfg.root}/releases/{release_id}/release.json)")
+        try:
+            return [ServiceSpec.from_manifest(item) for item in json.loads(result.stdout)["services"]]
+        except (ValueError, KeyError, TypeError):
+            raise OperationError(f"{self.cfg.name}: release {release_id} has a damaged release.json") from None
+
+    # -- lock and audit ----------------------------------------------------------------------
+    @contextmanager
+    def locked(self, action: str, release: str | None, *, break_lock: bool):
+        token = uuid.uuid4().hex
+        info = json.dumps({"who": who(), "since": now_iso(), "action": action, "release": release,
+                           "token": token})
+        result = self.ex.run(cmd.acquire_lock(self.cfg.root, info, break_lock=break_lock))
+        acquired, holder = parse_lock(result.stdout)
+        if not acquired:
+            raise LockHeld(
+                f"{self.cfg.name}: locked by {holder.get('who', '?')} since {holder.get('since', '?')} "
+                f"({holder.get('action', '?')} {holder.get('release') or ''}). If that run is dead, "
+                f"rerun with --break-lock")
+        if break_lock:
+            self.out(f"{self.cfg.name}: lock broken and taken over (--break-lock)")
+        try:
+            yield
+        finally:
+            try:
+                self.ex.run(cmd.release_lock(self.cfg.root, token), check=False)
+            except OperationError as exc:
+                self.out(f"{self.cfg.name}: WARNING: could not release the lock ({exc}); "
+                         f"the next run needs --break-lock")
+
+    def audit_argv(self, action: str, release: str | None, result: str, **extra) -> list[str]:
+        line = json.dumps({"ts": now_iso(), "who": who(), "host": self.cfg.name, "action": action,
+                           "release": release, "result": result, **extra}, sort_keys=True)
+        return cmd.append_audit(self.cfg.root, self.secrets.mask(line))
+
+    def audit(self, action: str, release: str | None, result: str, **extra) -> None:
+        self.ex.run(self.audit_argv(action, release, result, **extra))
+
+    # -- activation (deploy and rollback share it) -------------------------------------------
+    def activate(self, release_id: str, specs: list[ServiceSpec]) -> tuple[bool, str | None, str]:
+        """Bring the project to ``release_id``, wave by wave; (ok, failed service, why)."""
+        compose_file = self.compose_file(release_id)
+        for i, wave in enumerate(start_waves(specs)):
+            self.out(f"  starting {', '.join(wave)}")
+            try:
+                self.ex.run(cmd.compose_up(self.cfg.project, compose_file, wave, remove_orphans=(i == 0)),
+                            timeout_s=900)
+            except OperationError as exc:
+                return False, wave[0] if len(wave) == 1 else None, f"docker compose up failed: {exc}"
+            failed = self.wait_ready([s for s in specs if s.name in wave])
+            if failed:
+                return False, failed[0], failed[1]
+        return True, None, ""
+
+    def wait_ready(self, specs: list[ServiceSpec]) -> tuple[str, str] | None:
+        start = time.monotonic()
+        restarts: dict[str, tuple[str, int]] = {}
+        shown: dict[str, str] = {}
+        last_beat = start
+        while True:
+            elapsed = time.monotonic() - start
+            by_service = {c.service: c for c in self.containers()}
+            states = []
+            for spec in specs:
+                c = by_service.get(spec.name)
+                if c is not None and (spec.name not in restarts or restarts[spec.name][0] != c.id):
+                    restarts[spec.name] = (c.id, c.restarts)
+                states.append(judge_start(spec, c, elapsed_s=elapsed,
+                                          restarts_at_start=restarts.get(spec.name, (None, None))[1]))
+            beat = time.monotonic() - last_beat >= HEARTBEAT_S
+            for st in states:
+                phase = st.state if st.state != "waiting" else st.detail.split(" ")[0]
+                if shown.get(st.service) != phase or (beat and st.state == "waiting"):
+                    self.out(f"    {st.service:<16} {st.state:<8} {st.detail}")
+                    shown[st.service] = phase
+            if beat:
+                last_beat = time.monotonic()
+            failed = [st for st in states if st.state == "failed"]
+            if failed:
+                return failed[0].service, failed[0].detail
+            if all(st.state == "ready" for st in states):
+                return None
+            self.sleep(POLL_S)
+
+    def last_logs(self, release_id: str, service: str) -> str:
+        result = self.ex.run(cmd.compose_logs(self.cfg.project, self.compose_file(release_id), service,
+                                              tail=LOG_TAIL), check=False, timeout_s=60)
+        return self.secrets.mask((result.stdout + result.stderr).rstrip())
+
+    # -- commands ----------------------------------------------------------------------------
+    def deploy(self, release: Release, *, break_lock: bool = False) -> Outcome:
+        cfg = self.cfg
+        specs = specs_of(release, cfg)
+        images = sorted({s.image for s in specs})
+        archive = release_archive(release, cfg)
+        facts = self.facts(images)
+        problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
+                                      release_bytes=len(archive))
+        self.out(f"{cfg.name}: Docker {facts.docker_version or '?'}, Compose {facts.compose_version or '?'}; "
+                 f"current release {facts.current_release or 'none'}; deploying {release.id}")
+        if problems:
+            raise OperationError(f"{cfg.name}: preflight failed, nothing was changed:\n  - " + "\n  - ".join(problems))
+        if is_noop(facts, release.id, specs):
+            self.audit("deploy", release.id, "noop")
+            return Outcome(action="deploy", release=release.id, changed=False,
+                           message=f"{cfg.name}: release {release.id} is already current and healthy; nothing restarted")
+        previous = facts.current_release
+        with self.locked("deploy", release.id, break_lock=break_lock):
+            if release.id not in facts.releases:
+                self.out(f"  uploading release {release.id} ({len(archive) // 1024 + 1} KiB)")
+                self.ex.run(cmd.install_release(cfg.root, release.id), stdin=archive, timeout_s=300)
+            missing = sorted(facts.images_missing)
+            if missing:
+                self.out(f"  pulling {', '.join(missing)} (the running stack keeps serving)")
+                pulled = self.ex.run(cmd.pull_images(missing), check=False, timeout_s=3600)
+                if pulled.rc != 0:
+                    self.audit("deploy", release.id, "failed", reason="image pull")
+                    raise OperationError(
+                        f"{cfg.name}: image(s) {', '.join(missing)} neither present nor pullable; nothing "
+                        f"running was changed\n  {pulled.stderr.strip()[-300:]}")
+            ok, service, why = self.activate(release.id, specs)
+            if ok:
+                keep = prune_candidates(list(facts.releases), cfg.keep_releases,
+                                        {release.id} | ({previous} if previous else set()))
+                self.ex.run(chain(cmd.switch_current(cfg.root, release.id),
+                                  self.audit_argv("deploy", release.id, "ok", previous=previous),
+                                  cmd.prune_releases(cfg.root, keep)))
+                return Outcome(action="deploy", release=release.id, changed=True,
+                               message=f"{cfg.name}: release {release.id} is live (previous: {previous or 'none'})")
+            return self._fail_and_restore("deploy", release.id, previous, service, why)
+
+    def _fail_and_restore(self, action: str, release_id: str, previous: str | None,
+                          service: str | None, why: str) -> Outcome:
+        cfg = self.cfg
+        logs = self.last_logs(release_id, service) if service else ""
+        self.out(f"{cfg.name}: {action} of {release_id} failed: {service or 'compose'}: {why}")
+        restored = None
+        if previous and previous != release_id:
+            self.out(f"  restoring previous release {previous}")
+            try:
+                ok, bad, bad_why = self.activate(previous, self.manifest_specs(previous))
+            except OperationError as exc:
+                ok, bad, bad_why = False, None, str(exc)
+            if not ok:
+                self.audit(action, release_id, "failed", service=service, restore=previous, restore_result="failed")
+                raise DeployFailed(
+                    f"{cfg.name}: {action} of {release_id} failed ({service}: {why}) AND restoring {previous} "
+                    f"failed ({bad}: {bad_why}). The host needs attention.", service=service)
+            restored = previous
+        else:
+            self.out("  no previous release: stopping the new one, the host is left as it was")
+            self.ex.run(cmd.compose_down(cfg.project, self.compose_file(release_id)), check=False, timeout_s=300)
+        self.audit(action, release_id, "failed", service=service, reason=why, restored=restored)
+        msg = (f"{cfg.name}: {action} of {release_id} failed: service {service or '?'}: {why}\n"
+               f"  {'restored previous release ' + restored + ', healthy' if restored else 'stack stopped; no previous release'}")
+        if logs:
+            msg += f"\n  last log lines of {service}:\n" + "\n".join("    " + line for line in logs.splitlines())
+        raise DeployFailed(msg, service=service, restored=restored)
+
+    def rollback(self, to: str | None = None, *, break_lock: bool = False) -> Outcome:
+        cfg = self.cfg
+        facts = self.facts()
+        current = facts.current_release
+        if to is None:
+            older = [r for r in facts.releases if r != current]
+            if not older:
+                raise OperationError(f"{cfg.name}: no earlier release to roll back to "
+                                     f"(kept: {', '.join(facts.releases) or 'none'})")
+            to = older[0]
+        elif to not in facts.releases:
+            raise OperationError(f"{cfg.name}: release {to!r} is not kept on the host "
+                                 f"(kept: {', '.join(facts.releases) or 'none'})")
+        specs = self.manifest_specs(to)
+        with self.locked("rollback", to, break_lock=break_lock):
+            self.out(f"{cfg.name}: rolling back from {current or 'none'} to {to}")
+            ok, service, why = self.activate(to, specs)
+            if ok:
+                self.ex.run(chain(cmd.switch_current(cfg.root, to),
+                                  self.audit_argv("rollback", to, "ok", previous=current)))
+                return Outcome(action="rollback", release=to, changed=True,
+                               message=f"{cfg.name}: release {to} is live (rolled back from {current or 'none'})")
+            return self._fail_and_restore("rollback", to, current, service, why)
+
+    def down(self, *, break_lock: bool = False) -> Outcome:
+        cfg = self.cfg
+        facts = self.facts()
+        current = facts.current_release
+        with self.locked("down", current, break_lock=break_lock):
+            if current:
+                self.ex.run(cmd.compose_down(cfg.project, self.compose_file(current)), timeout_s=300)
+            else:
+                self.ex.run(cmd.stop_project(cfg.project), timeout_s=300)
+            self.audit("down", current, "ok")
+        return Outcome(action="down", release=current, changed=True,
+                       message=f"{cfg.name}: stack stopped; releases kept (current: {current or 'none'})")
+
+    def status(self) -> dict:
+        facts = self.facts()
+        now = datetime.now(timezone.utc)
+        expected = [s.name for s in self.manifest_specs(facts.current_release)] if facts.current_release else []
+        rows = []
+        by_service = {c.service: c for c in facts.containers}
+        for name in sorted(set(expected) | set(by_service)):
+            c = by_service.get(name)
+            rows.append({
+                "service": name,
+                "state": c.status if c else "missing",
+                "health": (c.health or "-") if c else "-",
+                "restarts": c.restarts if c else None,
+                "uptime_s": int((now - c.started_at).total_seconds()) if c and c.started_at and c.status == "running" else None,
+                "image": c.image if c else None,
+                "in_release": name in expected,
+            })
+        return {"host": self.cfg.name, "current_release": facts.current_release,
+                "releases": list(facts.releases), "docker": facts.docker_version,
+                "compose": facts.compose_version, "services": rows}

@@ -1,0 +1,68 @@
+"""Show what a deploy would change: rendered release vs the host's current one. Secrets masked."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+
+from sparkkit import commands as cmd
+from sparkkit.config import HostConfig
+from sparkkit.executor import Executor
+from sparkkit.facts import parse_cat_files
+from sparkkit.render import Release, RenderedFile
+from sparkkit.secrets import MASK, Secrets
+
+_CONTENT_PATH = re.compile(r"^files/([^/]+)/[0-9a-f]{12}/(.+)$")
+_RELEASE_PATH = re.compile(r"^releases/[^/]+/(.+)$")
+
+
+def logical_path(path: str) -> str:
+    """Pair files across releases: drop the release id and the content hash from the path."""
+    m = _CONTENT_PATH.match(path)
+    if m:
+        return f"files/{m.group(1)}/{m.group(2)}"
+    m = _RELEASE_PATH.match(path)
+    return m.group(1) if m else path
+
+
+def _display(content: bytes | None, secret: bool) -> str | None:
+    if content is None:
+        return None
+    return RenderedFile(path="", content=content, mode=0o600, secret=secret).display_text()
+
+
+def unified(local: dict[str, tuple[bytes, bool]], remote: dict[str, tuple[bytes | None, bool]],
+            *, remote_label: str, local_label: str, secrets: Secrets) -> str:
+    """Diff two {logical path: (content, secret)} maps; secret files show names, values masked."""
+    chunks = []
+    for path in sorted(set(local) | set(remote)):
+        new_raw, new_secret = local.get(path, (None, False))
+        old_raw, old_secret = remote.get(path, (None, False))
+        new = _display(new_raw, new_secret)
+        old = _display(old_raw, old_secret)
+        lines = list(difflib.unified_diff(
+            (old or "").splitlines(keepends=True), (new or "").splitlines(keepends=True),
+            fromfile=f"{remote_label}/{path}" if old is not None else "/dev/null",
+            tofile=f"{local_label}/{path}" if new is not None else "/dev/null"))
+        if lines:
+            chunks.append("".join(line if line.endswith("\n") else line + "\n" for line in lines))
+        elif (new_secret or old_secret) and new_raw != old_raw:
+            chunks.append(f"~ {path}: secret value(s) changed ({MASK})\n")
+    return secrets.mask("".join(chunks))
+
+
+def diff_against_host(ex: Executor, cfg: HostConfig, release: Release, secrets: Secrets,
+                      current: str | None) -> str:
+    local = {logical_path(f.path): (f.content, f.secret) for f in (*release.files, release.manifest(cfg=cfg))}
+    remote: dict[str, tuple[bytes | None, bool]] = {}
+    if current:
+        manifest_path = f"releases/{current}/release.json"
+        raw = parse_cat_files(ex.run(cmd.cat_files(cfg.root, [manifest_path])).stdout).get(manifest_path)
+        entries = json.loads(raw)["files"] if raw else []
+        paths = [e["path"] for e in entries]
+        files = parse_cat_files(ex.run(cmd.cat_files(cfg.root, paths)).stdout) if paths else {}
+        remote = {logical_path(e["path"]): (files.get(e["path"]), bool(e.get("secret"))) for e in entries}
+        remote["release.json"] = (raw, False)
+    return unified(local, remote, remote_label=f"host:{current or 'none'}", local_label=f"new:{release.id}",
+                   secrets=secrets)

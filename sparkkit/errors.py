@@ -1,0 +1,26 @@
+"""The kit's error types. Each carries a message that is safe to print (no secret values)."""
+
+
+class InputError(Exception):
+    """Bad input: inventory, template, command line. Exit code 2; nothing on a host was touched."""
+
+    def __init__(self, message: str, *, source: str = "", key: str = ""):
+        self.source = source
+        self.key = key
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class OperationError(Exception):
+    """An operation on a host failed. Exit code 1; the message says what was restored."""
+
+
+class RemoteCommandError(OperationError):
+    """A remote command exited non-zero."""
+
+    def __init__(self, argv_text: str, rc: int, stderr: str):
+        self.rc = rc
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-5:]
+        detail = "\n  ".join(tail) if tail else "(no output)"
+        super().__init__(f"remote command failed (exit {rc}): {argv_text}\n  {detail}")

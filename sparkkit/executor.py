@@ -1,0 +1,170 @@
+"""The one seam that touches hosts: run an argv over SSH, with bytes on stdin.
+
+Only this module imports Fabric and Paramiko. Every remote command is an argv list, joined with
+``shlex.join`` here and nowhere else, so no inventory value reaches a shell unquoted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from sparkkit.config import SshSettings
+from sparkkit.errors import OperationError, RemoteCommandError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Executor(Protocol):
+    def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
+            timeout_s: float = 120.0) -> Result: ...
+
+    def close(self) -> None: ...
+
+
+class HostKeyError(OperationError):
+    """The host's key is unknown (and not accepted) or has changed."""
+
+
+def fingerprint(key) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@dataclass
+class SshExecutor:
+    """One SSH connection (Fabric) per kit command; each ``run`` is one channel on it."""
+
+    settings: SshSettings
+    host_name: str
+    notices: list[str] = field(default_factory=list)
+    round_trips: int = 0
+    _conn: object = None
+
+    def _known_hosts_path(self, conn) -> Path:
+        if self.settings.known_hosts_file is not None:
+            return self.settings.known_hosts_file
+        configured = conn.ssh_config.get("userknownhostsfile")
+        first = configured.split()[0] if configured else "~/.ssh/known_hosts"
+        return Path(first).expanduser()
+
+    def _connect(self):
+        import fabric
+        import paramiko
+
+        kwargs: dict = {"banner_timeout": 30, "auth_timeout": 30}
+        if self.settings.key_file is not None:
+            if not self.settings.key_file.exists():
+                raise OperationError(f"{self.host_name}: SSH key {self.settings.key_file} does not exist")
+            kwargs["key_filename"] = [str(self.settings.key_file)]
+        conn = fabric.Connection(host=self.settings.address, user=self.settings.user,
+                                 port=self.settings.port, connect_timeout=15, connect_kwargs=kwargs)
+        known_hosts = self._known_hosts_path(conn)
+        client = conn.client
+        if known_hosts.exists():
+            client.load_host_keys(str(known_hosts))
+        executor = self
+
+        class RecordNewKey(paramiko.MissingHostKeyPolicy):
+            def missing_host_key(self, client, hostname, key):
+                known_hosts.parent.mkdir(parents=True, exist_ok=True)
+                client.get_host_keys().add(hostname, key.get_name(), key)
+                with open(known_hosts, "a", encoding="ascii") as fh:
+                    fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+                executor.notices.append(f"accepted new host key for {hostname} ({key.get_name()} "
+                                        f"{fingerprint(key)}) and recorded it in {known_hosts}")
+
+        class RefuseNewKey(paramiko.MissingHostKeyPolicy):
+            def missing_host_key(self, client, hostname, key):
+                raise HostKeyError(
+                    f"{executor.host_name}: unknown host key for {hostname} ({key.get_name()} "
+                    f"{fingerprint(key)}); not in {known_hosts}. Check the fingerprint, then rerun with "
+                    f"--accept-new-host-key (or set ssh_accept_new_host_key: true) to record it")
+
+        client.set_missing_host_key_policy(RecordNewKey() if self.settings.accept_new_host_key else RefuseNewKey())
+        try:
+            conn.open()
+        except HostKeyError:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"{self.host_name}: the host key of {self.settings.address} has CHANGED (now "
+                f"{fingerprint(exc.key)}); refusing to connect. If the host was reinstalled, remove "
+                f"its old line from {known_hosts}") from None
+        except paramiko.AuthenticationException as exc:
+            raise OperationError(f"{self.host_name}: SSH authentication failed for "
+                                 f"{conn.user}@{self.settings.address}:{conn.port}: {exc}") from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise OperationError(f"{self.host_name}: cannot connect to {self.settings.address}:"
+                                 f"{conn.port}: {exc}") from None
+        self._conn = conn
+        return conn
+
+    def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
+            timeout_s: float = 120.0) -> Result:
+        conn = self._conn or self._connect()
+        command = shlex.join(argv)
+        self.round_trips += 1
+        try:
+            chan = conn.client.get_transport().open_session()
+        except Exception as exc:  # the connection dropped
+            raise OperationError(f"{self.host_name}: SSH connection lost: {exc}") from None
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout_s
+        try:
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            while True:
+                if chan.recv_ready():
+                    out += chan.recv(65536)
+                    continue
+                if chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    continue
+                if chan.exit_status_ready():
+                    # drain what arrived with the exit status
+                    while chan.recv_ready():
+                        out += chan.recv(65536)
+                    while chan.recv_stderr_ready():
+                        err += chan.recv_stderr(65536)
+                    break
+                if chan.closed and not chan.exit_status_ready():
+                    raise OperationError(f"{self.host_name}: SSH connection lost during: {command[:200]}")
+                if time.monotonic() > deadline:
+                    raise OperationError(f"{self.host_name}: remote command timed out after "
+                                         f"{timeout_s:.0f}s: {command[:200]}")
+                select.select([chan], [], [], 0.2)
+            rc = chan.recv_exit_status()
+        except OperationError:
+            chan.close()
+            raise
+        except Exception as exc:
+            chan.close()
+            raise OperationError(f"{self.host_name}: SSH connection lost: {exc}") from None
+        chan.close()
+        result = Result(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
+        if check and rc != 0:
+            raise RemoteCommandError(command[:300], rc, result.stderr or result.stdout)
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def connections(self) -> int:
+        return 0 if self._conn is None else 1

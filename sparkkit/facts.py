@@ -1,0 +1,186 @@
+"""Parsers for what remote commands print. Pure functions, tested on captured output."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sparkkit.commands import SECTION
+
+_SECTION_RE = re.compile("^" + re.escape(SECTION).replace(r"\{\}", "(.+)") + "$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Container:
+    service: str
+    id: str
+    name: str
+    status: str  # created, running, restarting, exited, dead, paused
+    health: str  # healthy, unhealthy, starting, or "" when the service has no healthcheck
+    restarts: int
+    started_at: datetime | None
+    exit_code: int
+    oom_killed: bool
+    image: str
+    host_ports: tuple[int, ...]
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "running" and self.health in ("healthy", "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostFacts:
+    docker_version: str | None
+    docker_error: str | None
+    compose_version: str | None
+    runtimes: tuple[str, ...]
+    free_disk_bytes: int | None
+    listening_ports: frozenset[int]
+    images_present: frozenset[str]
+    images_missing: frozenset[str]
+    current_release: str | None
+    releases: tuple[str, ...]
+    containers: tuple[Container, ...]
+
+
+def split_sections(text: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        m = _SECTION_RE.match(line)
+        if m:
+            current = m.group(1)
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {k: "\n".join(v) for k, v in sections.items()}
+
+
+def parse_docker_time(text: str) -> datetime | None:
+    """Docker's RFC 3339 times with nanoseconds; the zero time means never."""
+    if not text or text.startswith("0001-01-01"):
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(m.group(1) + frac + tz).astimezone(timezone.utc)
+
+
+def parse_containers(text: str) -> tuple[Container, ...]:
+    """``docker inspect`` JSON for compose containers -> records, by service name."""
+    text = text.strip()
+    if not text:
+        return ()
+    data = json.loads(text)
+    out = []
+    for item in data:
+        labels = (item.get("Config") or {}).get("Labels") or {}
+        state = item.get("State") or {}
+        health = (state.get("Health") or {}).get("Status", "")
+        ports = set()
+        for bindings in ((item.get("HostConfig") or {}).get("PortBindings") or {}).values():
+            for b in bindings or []:
+                if str(b.get("HostPort", "")).isdigit():
+                    ports.add(int(b["HostPort"]))
+        out.append(Container(
+            service=labels.get("com.docker.compose.service", ""),
+            id=item.get("Id", "")[:12],
+            name=item.get("Name", "").lstrip("/"),
+            status=state.get("Status", "unknown"),
+            health=health,
+            restarts=int(item.get("RestartCount", 0)),
+            started_at=parse_docker_time(state.get("StartedAt", "")),
+            exit_code=int(state.get("ExitCode", 0)),
+            oom_killed=bool(state.get("OOMKilled", False)),
+            image=(item.get("Config") or {}).get("Image", ""),
+            host_ports=tuple(sorted(ports)),
+        ))
+    return tuple(sorted(out, key=lambda c: c.service))
+
+
+def parse_listening_ports(proc_net_tcp: str) -> frozenset[int]:
+    """Local ports in LISTEN state (0A) from /proc/net/tcp and tcp6."""
+    ports = set()
+    for line in proc_net_tcp.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[0] == "sl" or ":" not in parts[1]:
+            continue
+        if parts[3] == "0A":
+            ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return frozenset(ports)
+
+
+def parse_df_free_bytes(line: str) -> int | None:
+    """Last line of ``df -Pk``: the 4th column is available 1K blocks."""
+    parts = line.split()
+    if len(parts) >= 4 and parts[3].isdigit():
+        return int(parts[3]) * 1024
+    return None
+
+
+def _version(text: str) -> str | None:
+    text = text.strip()
+    m = re.search(r"\d+\.\d+(\.\d+)?", text)
+    if "ERROR" in text or not m or len(text.splitlines()) > 1:
+        return None
+    return text.lstrip("v")
+
+
+def parse_preflight(text: str) -> HostFacts:
+    s = split_sections(text)
+    docker_raw = s.get("docker", "").strip()
+    docker_version = _version(docker_raw)
+    images = [line.split(" ", 1) for line in s.get("images", "").splitlines() if " " in line]
+    try:
+        runtimes = tuple(sorted(json.loads(s.get("runtimes", "{}") or "{}")))
+    except json.JSONDecodeError:
+        runtimes = ()
+    current = s.get("current", "").strip()
+    return HostFacts(
+        docker_version=docker_version,
+        docker_error=None if docker_version else (docker_raw or "docker did not answer"),
+        compose_version=_version(s.get("compose", "")),
+        runtimes=runtimes,
+        free_disk_bytes=parse_df_free_bytes(s.get("disk", "").strip()),
+        listening_ports=parse_listening_ports(s.get("ports", "")),
+        images_present=frozenset(name for state, name in images if state == "present"),
+        images_missing=frozenset(name for state, name in images if state == "missing"),
+        current_release=current.rsplit("/", 1)[-1] if current else None,
+        releases=tuple(line.strip() for line in s.get("releases", "").splitlines() if line.strip()),
+        containers=parse_containers(s.get("containers", "")),
+    )
+
+
+def parse_lock(text: str) -> tuple[bool, dict]:
+    """Output of the lock script -> (acquired, holder info)."""
+    lines = text.strip().splitlines()
+    if lines and lines[0] == "ACQUIRED":
+        return True, {}
+    try:
+        holder = json.loads("\n".join(lines[1:])) if len(lines) > 1 else {}
+    except json.JSONDecodeError:
+        holder = {"raw": "\n".join(lines[1:])[:200]}
+    return False, holder if isinstance(holder, dict) else {}
+
+
+def parse_cat_files(text: str) -> dict[str, bytes | None]:
+    import base64
+
+    out: dict[str, bytes | None] = {}
+    current = None
+    chunks: list[str] = []
+    for line in text.splitlines() + ["==sparkkit:file:=="]:
+        if line.startswith("==sparkkit:file:") and line.endswith("=="):
+            if current is not None:
+                body = "".join(chunks)
+                out[current] = None if body == "!missing" else base64.b64decode(body)
+            current = line[len("==sparkkit:file:"):-2]
+            chunks = []
+        else:
+            chunks.append(line.strip())
+    return out

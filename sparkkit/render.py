@@ -1,0 +1,200 @@
+"""Render a release in memory: compose file, per-service secret env files and role config files.
+
+Pure: reads templates from the project, returns bytes. The release id is a hash of the content,
+so an unchanged inventory renders the same release.
+
+Files a container mounts live outside the release folder, at a path named by their own content
+(``<root>/files/<service>/<hash>/<name>``): compose recreates a service when a mount's source path
+changes, so a stable path keeps an unchanged service untouched across releases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from sparkkit.config import HostConfig, Service
+from sparkkit.errors import InputError
+from sparkkit.secrets import MASK, Secrets
+
+COMPOSE_TEMPLATE = "docker-compose.yml.j2"
+COMPOSE_FILE = "docker-compose.yml"
+MANIFEST_FILE = "release.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderedFile:
+    path: str  # relative to the host's sparkkit root
+    content: bytes
+    mode: int  # 0o644, or 0o600 for files holding secrets
+    secret: bool = False
+
+    def display_text(self) -> str:
+        """The content as it may be shown: secret env files show names only."""
+        text = self.content.decode("utf-8")
+        if not self.secret:
+            return text
+        return "".join(line.split("=", 1)[0] + f"={MASK}\n" for line in text.splitlines())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    id: str
+    files: tuple[RenderedFile, ...]  # includes the compose file; the manifest is added on upload
+
+    @property
+    def dir(self) -> str:
+        return f"releases/{self.id}"
+
+    @property
+    def compose_path(self) -> str:
+        return f"{self.dir}/{COMPOSE_FILE}"
+
+    def file(self, path: str) -> RenderedFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+    def manifest(self, *, cfg: HostConfig) -> RenderedFile:
+        data = {
+            "id": self.id,
+            "host": cfg.name,
+            "project": cfg.project,
+            "services": [{"name": s.name, "image": s.image, "port": s.port,
+                          "depends_on": list(s.depends_on), "start_timeout_s": s.start_timeout_s}
+                         for s in cfg.services],
+            "files": [{"path": f.path, "mode": f"{f.mode:04o}", "secret": f.secret} for f in self.files],
+        }
+        return RenderedFile(path=f"{self.dir}/{MANIFEST_FILE}",
+                            content=(json.dumps(data, indent=2) + "\n").encode(), mode=0o644)
+
+
+def _yaml_value(value) -> str:
+    """Quote any value for YAML (JSON is YAML): inventory text never becomes YAML structure."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _compose_value(value) -> str:
+    """Quote for a compose file: as YAML, with ``$`` doubled so compose never interpolates it."""
+    return _yaml_value(value).replace("$", "$$")
+
+
+def make_environment(project_dir: Path) -> jinja2.Environment:
+    project_dir = Path(project_dir)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(project_dir / "templates"), str(project_dir / "roles")]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters["q"] = _compose_value
+    env.filters["yaml"] = _yaml_value
+    return env
+
+
+def _render(env: jinja2.Environment, name: str, context: dict) -> str:
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise InputError(f"undefined variable: {exc.message}", source=_template_source(name, exc)) from None
+    except jinja2.TemplateSyntaxError as exc:
+        source = exc.filename or name
+        raise InputError(f"template syntax error at line {exc.lineno}: {exc.message}",
+                         source=_display(source)) from None
+    except jinja2.TemplateNotFound as exc:
+        raise InputError(f"template not found: {exc.name}", source=_display(name)) from None
+
+
+def _display(filename: str) -> str:
+    path = Path(filename)
+    parts = path.parts
+    for anchor in ("roles", "templates"):
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor):])
+    return f"templates/{filename}" if not path.is_absolute() else filename
+
+
+def _template_source(name: str, exc: Exception) -> str:
+    """Find the template file where an undefined variable was used (from the traceback)."""
+    tb = exc.__traceback__
+    found = name
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = filename
+        tb = tb.tb_next
+    return _display(found)
+
+
+def _content_path(service: str, name: str, content: bytes) -> str:
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    return f"files/{service}/{digest}/{name}"
+
+
+def _env_file_text(svc: Service, secrets: Secrets) -> str:
+    lines = []
+    for env_name, secret in svc.secret_env:
+        value = secrets.values[secret]
+        if "'" in value:
+            raise InputError("secret values must not contain a single quote (') for env files",
+                             source="secrets", key=secret)
+        lines.append(f"{env_name}='{value}'\n")
+    return "".join(lines)
+
+
+def render_release(cfg: HostConfig, secrets: Secrets, project_dir: Path) -> Release:
+    env = make_environment(project_dir)
+    files: list[RenderedFile] = []
+    service_files: dict[str, dict[str, str]] = {}  # service -> {file name: absolute host path}
+    for svc in cfg.services:
+        service_files[svc.name] = {}
+        role_files = Path(project_dir) / "roles" / svc.role / "templates" / "files"
+        for template in sorted(role_files.glob("*.j2")) if role_files.is_dir() else ():
+            name = template.name[:-3]
+            text = _render(env, f"{svc.role}/templates/files/{template.name}", {"host": cfg, "svc": svc,
+                                                                                "vars": svc.role_vars})
+            content = text.encode()
+            rel = _content_path(svc.name, name, content)
+            files.append(RenderedFile(path=rel, content=content, mode=0o644))
+            service_files[svc.name][name] = f"{cfg.root}/{rel}"
+
+    # The release id covers secrets too (hashed, never stored), so a new secret is a new release.
+    env_files: dict[str, str] = {}
+    secret_files: list[tuple[str, str]] = []
+    for svc in cfg.services:
+        if svc.secret_env:
+            env_files[svc.name] = f"env/{svc.name}.env"
+            secret_files.append((svc.name, _env_file_text(svc, secrets)))
+
+    compose_text = _render(env, COMPOSE_TEMPLATE, {
+        "host": cfg, "services": cfg.services, "files": service_files, "env_files": env_files,
+    })
+    try:
+        parsed = yaml.safe_load(compose_text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"rendered compose file is not valid YAML: {exc}", source=f"templates/{COMPOSE_TEMPLATE}") from None
+    if not isinstance(parsed, dict) or "services" not in parsed:
+        raise InputError("rendered compose file has no services", source=f"templates/{COMPOSE_TEMPLATE}")
+
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        digest.update(f.path.encode() + b"\0" + f.content + b"\0")
+    digest.update(compose_text.encode())
+    for name, text in secret_files:
+        digest.update(f"env/{name}.env".encode() + b"\0" + text.encode() + b"\0")
+    release_id = "r" + digest.hexdigest()[:12]
+    rel_dir = f"releases/{release_id}"
+    out = [RenderedFile(path=f"{rel_dir}/{COMPOSE_FILE}", content=compose_text.encode(), mode=0o644)]
+    out += [RenderedFile(path=f"{rel_dir}/env/{name}.env", content=text.encode(), mode=0o600, secret=True)
+            for name, text in secret_files]
+    out += files
+    return Release(id=release_id, files=tuple(out))

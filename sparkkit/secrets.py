@@ -1,0 +1,77 @@
+"""Secret values: from the environment (SPARKKIT_SECRET_<NAME>) or a 0600 YAML secrets file.
+
+Values never leave this module except into 0600 files on the host; ``Secrets.mask`` hides them
+in anything printed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparkkit.config import HostConfig
+from sparkkit.errors import InputError
+from sparkkit.inventory import parse_yaml_mapping
+
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    values: dict  # secret name -> value
+
+    def mask(self, text: str) -> str:
+        for value in sorted(self.values.values(), key=len, reverse=True):
+            if value:
+                text = text.replace(value, MASK)
+        return text
+
+
+def env_name(secret: str) -> str:
+    return "SPARKKIT_SECRET_" + secret.upper()
+
+
+def needed_secrets(cfg: HostConfig) -> set[str]:
+    return {secret for svc in cfg.services for _, secret in svc.secret_env}
+
+
+def placeholder(secret: str) -> str:
+    return f"UNSET-{secret}"
+
+
+def load_secrets(cfg: HostConfig, environ: dict | None = None, *, missing: list | None = None) -> Secrets:
+    """Read every secret the config needs. With ``missing`` (a list), an unset secret gets a
+    placeholder and its name is appended there instead of failing (for local rendering only)."""
+    environ = os.environ if environ is None else environ
+    from_file: dict = {}
+    shown = str(cfg.secrets_file) if cfg.secrets_file else ""
+    if cfg.secrets_file is not None and cfg.secrets_file.exists():
+        mode = stat.S_IMODE(cfg.secrets_file.stat().st_mode)
+        if mode & 0o077:
+            raise InputError(f"secrets file must be mode 0600 (it is {mode:04o}); run: chmod 600 {shown}",
+                             source=shown)
+        try:
+            text = cfg.secrets_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("not valid UTF-8", source=shown) from None
+        from_file = parse_yaml_mapping(text, shown)
+    values = {}
+    for secret in sorted(needed_secrets(cfg)):
+        if env_name(secret) in environ:
+            value = environ[env_name(secret)]
+        elif secret in from_file:
+            value = from_file[secret]
+        elif missing is not None:
+            missing.append(secret)
+            value = placeholder(secret)
+        else:
+            where = f" or key {secret!r} in {shown}" if shown else ""
+            raise InputError(f"secret {secret!r} is not set: set {env_name(secret)}{where}",
+                             source=shown or "environment", key=secret)
+        if not isinstance(value, str) or not value or "\n" in value or "\0" in value:
+            raise InputError("secret must be a non-empty single-line string", source=shown or "environment",
+                             key=secret)
+        values[secret] = value
+    return Secrets(values)

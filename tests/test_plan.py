@@ -1,0 +1,101 @@
+"""Pure deploy decisions: start order, start judgement, pruning, preflight verdicts."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from sparkkit.facts import Container, HostFacts
+from sparkkit.plan import ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates, start_waves
+
+
+def spec(name, deps=(), timeout=60, port=8000):
+    return ServiceSpec(name=name, image="img", port=port, depends_on=tuple(deps), start_timeout_s=timeout)
+
+
+def container(service="a", *, status="running", health="healthy", restarts=0, exit_code=0, oom=False,
+              cid="c1", ports=()):
+    return Container(service=service, id=cid, name=f"p-{service}-1", status=status, health=health,
+                     restarts=restarts, started_at=datetime(2026, 1, 1, tzinfo=timezone.utc), exit_code=exit_code,
+                     oom_killed=oom, image="img", host_ports=tuple(ports))
+
+
+def facts(**kw):
+    base = dict(docker_version="20.10.24", docker_error=None, compose_version="2.40.3", runtimes=("runc",),
+                free_disk_bytes=10**10, listening_ports=frozenset(), images_present=frozenset(),
+                images_missing=frozenset(), current_release=None, releases=(), containers=())
+    base.update(kw)
+    return HostFacts(**base)
+
+
+def test_vllms_start_one_after_the_other():
+    waves = start_waves([spec("vllm-nemotron", ["vllm-annie"]), spec("vllm-annie"), spec("ollama"),
+                         spec("app", ["vllm-nemotron"])])
+    assert waves == [["ollama", "vllm-annie"], ["vllm-nemotron"], ["app"]]
+
+
+def test_cycle_is_refused():
+    with pytest.raises(ValueError):
+        start_waves([spec("a", ["b"]), spec("b", ["a"])])
+
+
+@pytest.mark.parametrize("c, elapsed, before, state, words", [
+    (None, 5, None, "waiting", "no container"),
+    (None, 61, None, "failed", "no container after 61s"),
+    (container(), 5, 0, "ready", "healthy"),
+    (container(health=""), 5, 0, "ready", "running"),
+    (container(health="starting"), 5, 0, "waiting", "starting 5s/60s"),
+    (container(health="starting"), 61, 0, "failed", "not healthy after 61s"),
+    (container(health="unhealthy"), 5, 0, "failed", "unhealthy"),
+    (container(status="exited", health="", exit_code=137, oom=True), 5, 0, "failed", "exit code 137 (OOM-killed)"),
+    (container(status="restarting", health="starting", restarts=3), 5, 1, "failed", "restarted 2 time(s)"),
+])
+def test_judge_start(c, elapsed, before, state, words):
+    st = judge_start(spec("a"), c, elapsed_s=elapsed, restarts_at_start=before)
+    assert st.state == state
+    assert words in st.detail
+
+
+def test_prune_keeps_newest_and_protected():
+    releases = ["r6", "r5", "r4", "r3", "r2", "r1"]  # newest first
+    assert prune_candidates(releases, 3, {"r6"}) == ["r3", "r2", "r1"]
+    assert prune_candidates(releases, 3, {"r6", "r1"}) == ["r3", "r2"]
+    assert prune_candidates(releases[:2], 5, set()) == []
+
+
+def test_preflight_problems():
+    specs = [spec("a", port=8003), spec("b", port=8004)]
+    assert preflight_problems(facts=facts(), specs=specs, gpu=False, project="p", release_bytes=1000) == []
+    bad = preflight_problems(
+        facts=facts(docker_version=None, docker_error="Cannot connect to the Docker daemon", compose_version=None,
+                    free_disk_bytes=1024, listening_ports=frozenset({8003, 8004}),
+                    containers=(container("b", ports=(8004,)),)),
+        specs=specs, gpu=True, project="p", release_bytes=1000)
+    text = "\n".join(bad)
+    assert "Cannot connect to the Docker daemon" in text
+    assert "Compose v2 not found" in text
+    assert "not enough free disk" in text
+    assert "host port 8003 (service a) is taken" in text
+    assert "8004" not in text  # held by this project's own container
+    assert len(bad) == 4  # no nvidia complaint while docker itself is unreachable
+
+
+def test_gpu_host_needs_nvidia_runtime_and_new_compose():
+    problems = preflight_problems(facts=facts(compose_version="2.17.0"), specs=[spec("a")], gpu=True,
+                                  project="p", release_bytes=10)
+    assert any("'nvidia' runtime" in p for p in problems)
+    assert any("too old" in p for p in problems)
+    ok = preflight_problems(facts=facts(runtimes=("nvidia", "runc")), specs=[spec("a")], gpu=True, project="p",
+                            release_bytes=10)
+    assert ok == []
+
+
+def test_noop_only_when_same_release_and_all_ready():
+    specs = [spec("a"), spec("b")]
+    ready = (container("a"), container("b", cid="c2"))
+    assert is_noop(facts(current_release="r1", containers=ready), "r1", specs)
+    assert not is_noop(facts(current_release="r0", containers=ready), "r1", specs)
+    assert not is_noop(facts(current_release="r1", containers=ready[:1]), "r1", specs)
+    sick = (container("a"), container("b", cid="c2", health="unhealthy"))
+    assert not is_noop(facts(current_release="r1", containers=sick), "r1", specs)
+    extra = ready + (container("orphan", cid="c3"),)
+    assert not is_noop(facts(current_release="r1", containers=extra), "r1", specs)
