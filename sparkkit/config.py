@@ -264,7 +264,8 @@ def _role_vars(reader: _Reader, defaults: dict, role_source: str) -> dict:
     return out
 
 
-def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: Path) -> tuple[Service | None, str | None]:
+def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: Path):
+    """One service: (Service or None when disabled, its name when disabled, its origin function)."""
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping, got {data!r}", source=origin(path), key=".".join(path))
     if not _NAME_RE.match(name):
@@ -274,6 +275,8 @@ def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: P
     role = head.get("role", str)
     if not _NAME_RE.match(role):
         raise head.fail("role", f"not a valid role name: {role!r}")
+    if not (project_dir / "roles" / role).is_dir():
+        raise head.fail("role", f"role {role!r} not found (no roles/{role}/)")
     role_layer: Layer = load_role_defaults(project_dir, role)
 
     def service_origin(p: tuple[str, ...]) -> str:
@@ -328,7 +331,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: P
     role_vars = _role_vars(r, role_layer.data, role_layer.source)
     r.reject_unknown(COMMON_SERVICE_KEYS | set(role_layer.data))
     if not enabled:
-        return None, name
+        return None, name, service_origin
     return Service(
         name=name, role=role, image=image, port=port, container_port=container_port,
         command=command, entrypoint=entrypoint, flags=flags,
@@ -336,7 +339,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: P
         volumes=volumes, healthcheck=healthcheck, start_timeout_s=start_timeout_s,
         memory_gib=memory_gib, crash_signatures=crash, depends_on=depends_on, gpu=gpu, ipc=ipc,
         shm_size=shm_size, ulimits=ulimits, role_vars=role_vars,
-    ), None
+    ), None, service_origin
 
 
 def _has(data: Any, path: tuple[str, ...]) -> bool:
@@ -423,22 +426,24 @@ def build_config(layers: HostLayers) -> HostConfig:
 
     services: dict[str, Service] = {}
     disabled: set[str] = set()
+    origins: dict[str, Callable] = {}
     for name in sorted(services_raw):
-        svc, off = _service(str(name), services_raw[name], ("services", str(name)), origin, project_dir)
+        svc, off, origins[str(name)] = _service(str(name), services_raw[name], ("services", str(name)), origin,
+                                                project_dir)
         if svc:
             services[svc.name] = svc
         else:
             disabled.add(off)
     if not services:
         raise InputError("no enabled services", source=origin(("services",)), key="services")
-    _check_depends(services, disabled, origin)
+    _check_depends(services, disabled, lambda p: origins[p[1]](p))
 
     seen_ports: dict[int, str] = {}
     for svc in services.values():
         if svc.port in seen_ports:
             path = ("services", svc.name, "port")
             raise InputError(f"host port {svc.port} is already used by service {seen_ports[svc.port]!r}",
-                             source=origin(path), key=".".join(path))
+                             source=origins[svc.name](path), key=".".join(path))
         seen_ports[svc.port] = svc.name
 
     budget = sum(s.memory_gib for s in services.values())

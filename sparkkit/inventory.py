@@ -44,14 +44,12 @@ class HostLayers:
         return result
 
     def origin(self, path: tuple[str, ...]) -> str:
-        """The file that set ``path`` (the highest layer that defines it)."""
-        for layer in reversed(self.layers):
-            if _has_path(layer.data, path):
-                return layer.source
-        for layer in reversed(self.layers):
-            if path and _has_path(layer.data, path[:1]):
-                return layer.source
-        return self.layers[-1].source if self.layers else "inventory"
+        """The file that set ``path``; for a missing key, the file that set its nearest parent."""
+        for depth in range(len(path), 0, -1):
+            for layer in reversed(self.layers):
+                if _has_path(layer.data, path[:depth]):
+                    return layer.source
+        return f"inventory (host {self.host})"
 
 
 def deep_merge(low: dict, high: dict) -> dict:
