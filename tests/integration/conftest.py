@@ -1,0 +1,118 @@
+"""The rehearsal testbed: a real sshd on 127.0.0.1:2222 and a real Docker engine (make testbed).
+
+Each test module gets its own copy of the project with its own sparkkit root, compose project and
+host ports, so it never touches a stack a person deployed with `make deploy`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TESTBED = REPO / ".testbed"
+SECRET = "it-secret-" + uuid.uuid4().hex[:16]
+PORTS = {"vllm-annie": 18003, "vllm-nemotron": 18004, "ollama": 21434, "searxng": 18080,
+         "context-engine": 18010, "audio-pipeline": 18020}
+
+
+def _testbed_problem() -> str | None:
+    if not (TESTBED / "ssh" / "id_ed25519").exists():
+        return "no .testbed/ssh/id_ed25519: run `make testbed`"
+    try:
+        socket.create_connection(("127.0.0.1", 2222), timeout=2).close()
+    except OSError:
+        return "no sshd on 127.0.0.1:2222: run `make testbed`"
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return "Docker engine not reachable: run `make testbed`"
+    return None
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    problem = _testbed_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"integration testbed missing in CI: {problem}")
+        pytest.skip(problem)
+
+
+def docker(*args: str) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class Stack:
+    """A project copy aimed at the rehearsal host, and ways to look at the host directly."""
+
+    def __init__(self, base: Path):
+        self.dir = base / "project"
+        for name in ("inventory", "roles", "templates"):
+            shutil.copytree(REPO / name, self.dir / name)
+        self.tag = uuid.uuid4().hex[:8]
+        self.root = Path(f"/tmp/sparkkit-it-{self.tag}")
+        self.project = f"skit-{self.tag}"
+        host_vars = self.dir / "inventory" / "host_vars" / "rehearsal.yml"
+        data = yaml.safe_load(host_vars.read_text())
+        data.update({
+            "sparkkit_root": str(self.root),
+            "compose_project": self.project,
+            "ansible_ssh_private_key_file": str(TESTBED / "ssh" / "id_ed25519"),
+            "ssh_known_hosts_file": str(TESTBED / "ssh" / "known_hosts"),
+            "secrets_file": None,
+        })
+        for name, port in PORTS.items():
+            data["services"][name]["port"] = port
+        # the ollama simulator listens where OLLAMA_HOST says, like the real one
+        data["services"]["ollama"]["env"] = {"OLLAMA_HOST": "0.0.0.0:21434"}
+        data["services"]["ollama"]["container_port"] = 21434
+        data["services"]["ollama"]["volumes"] = []
+        data["services"]["searxng"]["env"] = {"SEARXNG_PORT": "18080"}
+        data["services"]["searxng"]["container_port"] = 18080
+        host_vars.write_text(yaml.safe_dump(data))
+
+    def args(self, command: str, *extra: str) -> list[str]:
+        return [command, "rehearsal", "--project-dir", str(self.dir), *extra]
+
+    def containers(self) -> dict[str, dict]:
+        ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}").split()
+        if not ids:
+            return {}
+        return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in json.loads(docker("inspect", *ids))}
+
+    def current(self) -> str | None:
+        link = self.root / "current"
+        return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
+
+    def audit(self) -> list[dict]:
+        path = self.root / "audit.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def cleanup(self) -> None:
+        ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}").split()
+        if ids:
+            docker("rm", "-f", *ids)
+        subprocess.run(["docker", "network", "rm", f"{self.project}_default"], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack(testbed, tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    old = os.environ.get("SPARKKIT_SECRET_SEARXNG_SECRET")
+    os.environ["SPARKKIT_SECRET_SEARXNG_SECRET"] = SECRET
+    yield s
+    s.cleanup()
+    if old is None:
+        os.environ.pop("SPARKKIT_SECRET_SEARXNG_SECRET", None)
+    else:
+        os.environ["SPARKKIT_SECRET_SEARXNG_SECRET"] = old
