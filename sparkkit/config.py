@@ -327,7 +327,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: P
     gpu = r.get("gpu", bool, False)
     ipc = r.get("ipc", str, None, nullable=True)
     shm_size = r.get("shm_size", str, None, nullable=True)
-    ulimits = r.get("ulimits", dict, {})
+    ulimits = {k: v for k, v in r.get("ulimits", dict, {}).items() if v is not None}  # null drops a limit
     role_vars = _role_vars(r, role_layer.data, role_layer.source)
     r.reject_unknown(COMMON_SERVICE_KEYS | set(role_layer.data))
     if not enabled:

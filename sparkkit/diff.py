@@ -54,7 +54,8 @@ def unified(local: dict[str, tuple[bytes, bool]], remote: dict[str, tuple[bytes 
 
 def diff_against_host(ex: Executor, cfg: HostConfig, release: Release, secrets: Secrets,
                       current: str | None) -> str:
-    local = {logical_path(f.path): (f.content, f.secret) for f in (*release.files, release.manifest(cfg=cfg))}
+    # release.json is derived from the files, so it is left out: the diff shows what matters
+    local = {logical_path(f.path): (f.content, f.secret) for f in release.files}
     remote: dict[str, tuple[bytes | None, bool]] = {}
     if current:
         manifest_path = f"releases/{current}/release.json"
@@ -63,6 +64,5 @@ def diff_against_host(ex: Executor, cfg: HostConfig, release: Release, secrets: 
         paths = [e["path"] for e in entries]
         files = parse_cat_files(ex.run(cmd.cat_files(cfg.root, paths)).stdout) if paths else {}
         remote = {logical_path(e["path"]): (files.get(e["path"]), bool(e.get("secret"))) for e in entries}
-        remote["release.json"] = (raw, False)
     return unified(local, remote, remote_label=f"host:{current or 'none'}", local_label=f"new:{release.id}",
                    secrets=secrets)

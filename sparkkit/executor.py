@@ -134,14 +134,12 @@ class SshExecutor:
                 if chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
                     continue
-                if chan.exit_status_ready():
-                    # drain what arrived with the exit status
-                    while chan.recv_ready():
-                        out += chan.recv(65536)
-                    while chan.recv_stderr_ready():
-                        err += chan.recv_stderr(65536)
+                # EOF comes after the last data; the exit status may come before it
+                if chan.eof_received and chan.exit_status_ready():
                     break
-                if chan.closed and not chan.exit_status_ready():
+                if chan.closed:
+                    if chan.exit_status_ready():
+                        break
                     raise OperationError(f"{self.host_name}: SSH connection lost during: {command[:200]}")
                 if time.monotonic() > deadline:
                     raise OperationError(f"{self.host_name}: remote command timed out after "

@@ -107,7 +107,8 @@ def parse_yaml_mapping(text: str, display: str) -> dict:
 
 
 def parse_override(text: str) -> dict:
-    """``a.b.c=value`` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML."""
+    """``a.b.c=value`` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML, except that only
+    ``true``/``false`` become booleans (``on``, ``yes``, ``no`` stay strings)."""
     key, sep, raw = text.partition("=")
     parts = key.split(".")
     if not sep or not key or any(not p for p in parts):
@@ -116,6 +117,8 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw  # YAML 1.1 reads on/off/yes/no as booleans; on the command line they stay text
     for part in reversed(parts):
         value = {part: value}
     return value

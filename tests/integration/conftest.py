@@ -20,6 +20,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = REPO / ".testbed"
 SECRET = "it-secret-" + uuid.uuid4().hex[:16]
+# host ports for the test stack; the containers keep their usual ports inside
+INNER = {"vllm-annie": 8003, "vllm-nemotron": 8004, "ollama": 11434, "searxng": 8080, "context-engine": 8010,
+         "audio-pipeline": 8020}
 PORTS = {"vllm-annie": 18003, "vllm-nemotron": 18004, "ollama": 21434, "searxng": 18080,
          "context-engine": 18010, "audio-pipeline": 18020}
 
@@ -72,12 +75,8 @@ class Stack:
         })
         for name, port in PORTS.items():
             data["services"][name]["port"] = port
-        # the ollama simulator listens where OLLAMA_HOST says, like the real one
-        data["services"]["ollama"]["env"] = {"OLLAMA_HOST": "0.0.0.0:21434"}
-        data["services"]["ollama"]["container_port"] = 21434
-        data["services"]["ollama"]["volumes"] = []
-        data["services"]["searxng"]["env"] = {"SEARXNG_PORT": "18080"}
-        data["services"]["searxng"]["container_port"] = 18080
+            data["services"][name]["container_port"] = INNER[name]
+        data["services"]["ollama"]["volumes"] = []  # no named volume left behind
         host_vars.write_text(yaml.safe_dump(data))
 
     def args(self, command: str, *extra: str) -> list[str]:

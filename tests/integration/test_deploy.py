@@ -93,7 +93,7 @@ def test_diff_shows_a_change_and_touches_nothing(stack, capsys, first):
     releases = sorted(p.name for p in (stack.root / "releases").iterdir())
     code, out, err = run(capsys, stack, "diff", "-e", "services.context-engine.env.FEATURE=on")
     assert code == 0, err
-    assert '+      "FEATURE": "on"' in out
+    assert "+      \"FEATURE\": \"on\"" in out, out
     assert "docker-compose.yml" in out
     assert start_marks(stack) == before
     assert sorted(p.name for p in (stack.root / "releases").iterdir()) == releases
