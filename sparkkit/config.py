@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from sparkkit.errors import InputError
 from sparkkit.inventory import HostLayers, Layer, deep_merge, load_role_defaults
+from sparkkit.inventory import _has_path as _has
 
 Scalar = str | int | float | bool
 
@@ -264,8 +265,9 @@ def _role_vars(reader: _Reader, defaults: dict, role_source: str) -> dict:
     return out
 
 
-def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: Path):
+def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
     """One service: (Service or None when disabled, its name when disabled, its origin function)."""
+    origin, project_dir = layers.origin, layers.project_dir
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping, got {data!r}", source=origin(path), key=".".join(path))
     if not _NAME_RE.match(name):
@@ -280,11 +282,11 @@ def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: P
     role_layer: Layer = load_role_defaults(project_dir, role)
 
     def service_origin(p: tuple[str, ...]) -> str:
-        found = origin(p)
+        """The inventory file that set ``p``, else the role defaults when they set it."""
         inner = p[len(path):]
-        if inner and not _in_layers(origin, p) and _has(role_layer.data, inner):
+        if inner and not layers.defines(p) and _has(role_layer.data, inner):
             return role_layer.source
-        return found
+        return origin(p)
 
     merged = deep_merge(role_layer.data, data)
     r = _Reader(merged, path, service_origin)
@@ -342,18 +344,6 @@ def _service(name: str, data: Any, path: tuple[str, ...], origin, project_dir: P
     ), None, service_origin
 
 
-def _has(data: Any, path: tuple[str, ...]) -> bool:
-    for part in path:
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
-
-
-def _in_layers(origin, path) -> bool:
-    return getattr(origin, "defines", lambda p: True)(path)
-
-
 def _check_depends(services: dict[str, Service], disabled: set[str], origin) -> None:
     for svc in services.values():
         for dep in svc.depends_on:
@@ -382,13 +372,7 @@ def _check_depends(services: dict[str, Service], disabled: set[str], origin) -> 
 
 def build_config(layers: HostLayers) -> HostConfig:
     data = layers.merged()
-    base_origin = layers.origin
-
-    def origin(path: tuple[str, ...]) -> str:
-        return base_origin(path)
-
-    origin.defines = lambda p: any(_has(layer.data, p) for layer in layers.layers)  # type: ignore[attr-defined]
-
+    origin = layers.origin
     r = _Reader(data, (), origin)
     project_dir = layers.project_dir
     address = r.get("ansible_host", str)
@@ -428,8 +412,7 @@ def build_config(layers: HostLayers) -> HostConfig:
     disabled: set[str] = set()
     origins: dict[str, Callable] = {}
     for name in sorted(services_raw):
-        svc, off, origins[str(name)] = _service(str(name), services_raw[name], ("services", str(name)), origin,
-                                                project_dir)
+        svc, off, origins[str(name)] = _service(str(name), services_raw[name], ("services", str(name)), layers)
         if svc:
             services[svc.name] = svc
         else:

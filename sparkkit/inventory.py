@@ -43,6 +43,9 @@ class HostLayers:
             result = deep_merge(result, layer.data)
         return result
 
+    def defines(self, path: tuple[str, ...]) -> bool:
+        return any(_has_path(layer.data, path) for layer in self.layers)
+
     def origin(self, path: tuple[str, ...]) -> str:
         """The file that set ``path``; for a missing key, the file that set its nearest parent."""
         for depth in range(len(path), 0, -1):

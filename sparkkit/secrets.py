@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from sparkkit.config import HostConfig
 from sparkkit.errors import InputError

@@ -4,17 +4,16 @@ value and the key path, and the command line turns that into exit code 2 before 
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sparkkit.cli import main
 from sparkkit.config import build_config
 from sparkkit.errors import InputError
 from sparkkit.inventory import load_host_layers
+
+from tests import projects
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,42 +61,9 @@ BASE_FILES = {
 }
 
 
-def _merge(low, high):
-    if isinstance(low, dict) and isinstance(high, dict):
-        out = dict(low)
-        for key, value in high.items():
-            out[key] = _merge(low.get(key), value) if key in low else value
-        return out
-    return high
-
-
-def _load(text: str):
-    return yaml.safe_load(textwrap.dedent(text)) or {}
-
-
 def make_project(tmp_path: Path, overlay: dict[str, str] | None = None,
-                 replace: dict[str, str | bytes] | None = None) -> Path:
-    """Write the base inventory, deep-merge ``overlay`` YAML text onto the named files (a file not
-    in the base is created), and write ``replace`` files verbatim (text or bytes)."""
-    proj = tmp_path / "proj"
-    shutil.copytree(REPO / "roles", proj / "roles")
-    shutil.copytree(REPO / "templates", proj / "templates")
-    files = {path: _load(text) for path, text in BASE_FILES.items()}
-    for path, text in (overlay or {}).items():
-        base = files[path] if path in files else _load((proj / path).read_text()) if (proj / path).exists() else {}
-        files[path] = _merge(base, _load(text))
-    for path, data in files.items():
-        target = proj / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(data, sort_keys=False))
-    for path, content in (replace or {}).items():
-        target = proj / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(textwrap.dedent(content))
-    return proj
+                 replace: dict[str, str | bytes | None] | None = None) -> Path:
+    return projects.make_project(tmp_path, BASE_FILES, overlay, replace)
 
 
 def build(proj: Path, extra: list[str] = (), host: str = "box"):

@@ -7,16 +7,15 @@ Each test builds a small self-contained project in ``tmp_path`` (the real ``role
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sparkkit.config import build_config
 from sparkkit.errors import InputError
 from sparkkit.inventory import CLI_SOURCE, load_host_layers
+
+from tests import projects
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,42 +47,9 @@ BASE_FILES = {
 }
 
 
-def _merge(low, high):
-    """Mappings merge key by key, everything else is replaced (the documented rule)."""
-    if isinstance(low, dict) and isinstance(high, dict):
-        out = dict(low)
-        for key, value in high.items():
-            out[key] = _merge(low.get(key), value) if key in low else value
-        return out
-    return high
-
-
-def _load(text: str):
-    return yaml.safe_load(textwrap.dedent(text)) or {}
-
-
 def make_project(tmp_path: Path, overlay: dict[str, str] | None = None,
-                 replace: dict[str, str | None] | None = None) -> Path:
-    """Write the base inventory, deep-merge ``overlay`` YAML text onto the named files, and write
-    ``replace`` files verbatim (``None`` removes a file). Returns the project folder."""
-    proj = tmp_path / "proj"
-    shutil.copytree(REPO / "roles", proj / "roles")
-    shutil.copytree(REPO / "templates", proj / "templates")
-    files = {path: _load(text) for path, text in BASE_FILES.items()}
-    for path, text in (overlay or {}).items():
-        files[path] = _merge(files.get(path, {}), _load(text))
-    for path, data in files.items():
-        target = proj / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(data, sort_keys=False))
-    for path, text in (replace or {}).items():
-        target = proj / path
-        if text is None:
-            target.unlink()
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(text))
-    return proj
+                 replace: dict[str, str | bytes | None] | None = None) -> Path:
+    return projects.make_project(tmp_path, BASE_FILES, overlay, replace)
 
 
 def config_for(proj: Path, host: str = "box", extra: list[str] = ()):
@@ -457,3 +423,13 @@ def test_real_inventory_spark_nemotron():
     argv = svc.argv()
     assert "--enforce-eager" in argv
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.35"
+
+
+def test_command_line_keeps_yaml_1_1_words_as_text():
+    from sparkkit.inventory import parse_override
+
+    assert parse_override("a.b=on") == {"a": {"b": "on"}}
+    assert parse_override("a.b=no") == {"a": {"b": "no"}}
+    assert parse_override("a.b=true") == {"a": {"b": True}}
+    assert parse_override("a.b=False") == {"a": {"b": False}}
+    assert parse_override("a=[1, 2]") == {"a": [1, 2]}

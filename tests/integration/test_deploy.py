@@ -7,7 +7,6 @@ service, diff, a failing service restored, rollback, lock, host keys, status, do
 from __future__ import annotations
 
 import json
-import os
 import stat
 import urllib.request
 
