@@ -40,6 +40,8 @@ for i in "$@"; do if docker image inspect "$i" >/dev/null 2>&1; then echo "prese
 readlink "$root/current" 2>/dev/null || true
 {_section("releases")}
 ls -1t "$root/releases" 2>/dev/null | while read -r r; do [ -f "$root/releases/$r/release.json" ] && echo "$r"; done
+{_section("audit")}
+tail -n 200 "$root/audit.log" 2>/dev/null || true
 {_section("containers")}
 {_CONTAINERS.replace('$2', '$project')}
 {_section("end")}
@@ -176,8 +178,10 @@ def compose_logs(project: str, compose_file: str, service: str, *, tail: int = 3
     return compose(project, compose_file, "logs", "--no-color", "--tail", str(tail), service)
 
 
-def pull_images(images: list[str]) -> list[str]:
-    script = 'for i in "$@"; do docker pull -q "$i" || exit 1; done'
+def ensure_images(images: list[str]) -> list[str]:
+    """Pull each image that is not present; stop at the first that cannot be had."""
+    script = ('for i in "$@"; do docker image inspect "$i" >/dev/null 2>&1 && continue; '
+              'echo "pulling $i"; docker pull -q "$i" >/dev/null || { echo "cannot pull $i" >&2; exit 1; }; done')
     return _sh(script, *images)
 
 

@@ -25,7 +25,8 @@ from sparkkit.config import HostConfig
 from sparkkit.errors import OperationError
 from sparkkit.executor import Executor
 from sparkkit.facts import HostFacts, parse_containers, parse_lock, parse_preflight
-from sparkkit.plan import ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates, start_waves
+from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
+                           rollback_target, start_waves)
 from sparkkit.render import COMPOSE_FILE, Release
 from sparkkit.secrets import Secrets
 
@@ -222,15 +223,7 @@ class HostOps:
             if release.id not in facts.releases:
                 self.out(f"  uploading release {release.id} ({len(archive) // 1024 + 1} KiB)")
                 self.ex.run(cmd.install_release(cfg.root, release.id), stdin=archive, timeout_s=300)
-            missing = sorted(facts.images_missing)
-            if missing:
-                self.out(f"  pulling {', '.join(missing)} (the running stack keeps serving)")
-                pulled = self.ex.run(cmd.pull_images(missing), check=False, timeout_s=3600)
-                if pulled.rc != 0:
-                    self.audit("deploy", release.id, "failed", reason="image pull")
-                    raise OperationError(
-                        f"{cfg.name}: image(s) {', '.join(missing)} neither present nor pullable; nothing "
-                        f"running was changed\n  {pulled.stderr.strip()[-300:]}")
+            self.ensure_images("deploy", release.id, sorted(facts.images_missing))
             ok, service, why = self.activate(release.id, specs)
             if ok:
                 keep = prune_candidates(list(facts.releases), cfg.keep_releases,
@@ -241,6 +234,18 @@ class HostOps:
                 return Outcome(action="deploy", release=release.id, changed=True,
                                message=f"{cfg.name}: release {release.id} is live (previous: {previous or 'none'})")
             return self._fail_and_restore("deploy", release.id, previous, service, why)
+
+    def ensure_images(self, action: str, release_id: str, images: list[str]) -> None:
+        """Pull what is missing while the running stack keeps serving; fail before touching it."""
+        if not images:
+            return
+        self.out(f"  checking images, pulling any missing: {', '.join(images)} (the running stack keeps serving)")
+        pulled = self.ex.run(cmd.ensure_images(images), check=False, timeout_s=3600)
+        if pulled.rc != 0:
+            self.audit(action, release_id, "failed", reason="image pull")
+            raise OperationError(
+                f"{self.cfg.name}: image(s) {', '.join(images)} neither present nor pullable; nothing "
+                f"running was changed\n  {pulled.stderr.strip()[-300:]}")
 
     def _fail_and_restore(self, action: str, release_id: str, previous: str | None,
                           service: str | None, why: str) -> Outcome:
@@ -275,17 +280,17 @@ class HostOps:
         facts = self.facts()
         current = facts.current_release
         if to is None:
-            older = [r for r in facts.releases if r != current]
-            if not older:
-                raise OperationError(f"{cfg.name}: no earlier release to roll back to "
+            to = rollback_target(facts.activations, current, facts.releases)
+            if to is None:
+                raise OperationError(f"{cfg.name}: no earlier live release to roll back to "
                                      f"(kept: {', '.join(facts.releases) or 'none'})")
-            to = older[0]
         elif to not in facts.releases:
             raise OperationError(f"{cfg.name}: release {to!r} is not kept on the host "
                                  f"(kept: {', '.join(facts.releases) or 'none'})")
         specs = self.manifest_specs(to)
         with self.locked("rollback", to, break_lock=break_lock):
             self.out(f"{cfg.name}: rolling back from {current or 'none'} to {to}")
+            self.ensure_images("rollback", to, sorted({s.image for s in specs}))
             ok, service, why = self.activate(to, specs)
             if ok:
                 self.ex.run(chain(cmd.switch_current(cfg.root, to),

@@ -42,7 +42,8 @@ class HostFacts:
     images_present: frozenset[str]
     images_missing: frozenset[str]
     current_release: str | None
-    releases: tuple[str, ...]
+    releases: tuple[str, ...]  # kept releases, most recently touched first
+    activations: tuple[str, ...]  # releases that went live (deploy or rollback ok), oldest first
     containers: tuple[Container, ...]
 
 
@@ -152,8 +153,23 @@ def parse_preflight(text: str) -> HostFacts:
         images_missing=frozenset(name for state, name in images if state == "missing"),
         current_release=current.rsplit("/", 1)[-1] if current else None,
         releases=tuple(line.strip() for line in s.get("releases", "").splitlines() if line.strip()),
+        activations=parse_activations(s.get("audit", "")),
         containers=parse_containers(s.get("containers", "")),
     )
+
+
+def parse_activations(audit_lines: str) -> tuple[str, ...]:
+    """Release ids that went live, oldest first, from audit log lines (bad lines are skipped)."""
+    out = []
+    for line in audit_lines.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (isinstance(entry, dict) and entry.get("result") == "ok"
+                and entry.get("action") in ("deploy", "rollback") and entry.get("release")):
+            out.append(str(entry["release"]))
+    return tuple(out)
 
 
 def parse_lock(text: str) -> tuple[bool, dict]:

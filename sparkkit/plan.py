@@ -89,6 +89,14 @@ def prune_candidates(releases_newest_first: list[str], keep: int, protect: set[s
     return out
 
 
+def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...]) -> str | None:
+    """The release that was live before ``current`` and is still kept on the host."""
+    for rid in reversed(activations):
+        if rid != current and rid in kept:
+            return rid
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class StartState:
     service: str

@@ -44,7 +44,10 @@ def test_preflight_sections():
                      disk="/dev/vda 264212084 23420292 82970620 23% /",
                      ports=(FIXTURES / "proc-net-tcp.txt").read_text(),
                      images="present sparkkit-rehearsal-app:latest\nmissing ollama/ollama:latest",
-                     current="releases/rabc123", releases="rabc123\nr0ld", containers=inspect, end="")
+                     current="releases/rabc123", releases="rabc123\nr0ld", containers=inspect, end="",
+                     audit='{"action": "deploy", "result": "ok", "release": "r0ld"}\nnot json\n'
+                           '{"action": "deploy", "result": "failed", "release": "rbad"}\n'
+                           '{"action": "rollback", "result": "ok", "release": "rabc123"}')
     facts = parse_preflight(text)
     assert facts.docker_version == "20.10.24+dfsg1" and facts.compose_version == "2.40.3"
     assert facts.runtimes == ("io.containerd.runc.v2", "runc")
@@ -52,6 +55,7 @@ def test_preflight_sections():
     assert facts.images_present == {"sparkkit-rehearsal-app:latest"}
     assert facts.current_release == "rabc123" and facts.releases == ("rabc123", "r0ld")
     assert len(facts.containers) == 2 and 8080 in facts.listening_ports
+    assert facts.activations == ("r0ld", "rabc123")  # failed deploys and bad lines are not activations
 
 
 def test_preflight_without_docker():

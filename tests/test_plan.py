@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 import pytest
 
 from sparkkit.facts import Container, HostFacts
-from sparkkit.plan import ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates, start_waves
+from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
+                           rollback_target, start_waves)
 
 
 def spec(name, deps=(), timeout=60, port=8000):
@@ -22,7 +23,7 @@ def container(service="a", *, status="running", health="healthy", restarts=0, ex
 def facts(**kw):
     base = dict(docker_version="20.10.24", docker_error=None, compose_version="2.40.3", runtimes=("runc",),
                 free_disk_bytes=10**10, listening_ports=frozenset(), images_present=frozenset(),
-                images_missing=frozenset(), current_release=None, releases=(), containers=())
+                images_missing=frozenset(), current_release=None, releases=(), activations=(), containers=())
     base.update(kw)
     return HostFacts(**base)
 
@@ -99,3 +100,11 @@ def test_noop_only_when_same_release_and_all_ready():
     assert not is_noop(facts(current_release="r1", containers=sick), "r1", specs)
     extra = ready + (container("orphan", cid="c3"),)
     assert not is_noop(facts(current_release="r1", containers=extra), "r1", specs)
+
+
+def test_rollback_target_is_the_last_live_release_still_kept():
+    history = ("r1", "r2", "r3", "r2")  # r3 went live, then a rollback to r2
+    assert rollback_target(history, "r2", ("r4", "r2", "r3", "r1")) == "r3"  # r4 was uploaded, never live
+    assert rollback_target(history, "r2", ("r2", "r1")) == "r1"  # r3 was pruned
+    assert rollback_target(("r1",), "r1", ("r1",)) is None
+    assert rollback_target((), None, ("r1",)) is None

@@ -7,6 +7,7 @@ service, diff, a failing service restored, rollback, lock, host keys, status, do
 from __future__ import annotations
 
 import json
+import socket
 import stat
 import urllib.request
 
@@ -141,6 +142,30 @@ def test_rollback_to_a_named_release(stack, capsys, first):
     assert code == 1 and "not kept on the host" in err
 
 
+def test_missing_image_changes_nothing(stack, capsys, first):
+    before = start_marks(stack)
+    code, out, err = run(capsys, stack, "deploy", "-e", "services.context-engine.image=sparkkit-missing:nope")
+    assert code == 1
+    assert "sparkkit-missing:nope" in err and "neither present nor pullable" in err
+    assert start_marks(stack) == before and stack.current() == first["release"]
+    assert not (stack.root / "lock").exists()
+    assert stack.audit()[-1]["result"] == "failed" and stack.audit()[-1]["reason"] == "image pull"
+
+
+def test_foreign_process_on_a_port_fails_preflight(stack, capsys, first):
+    before = start_marks(stack)
+    audit = stack.audit()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        code, out, err = run(capsys, stack, "deploy", "-e", f"services.audio-pipeline.port={port}")
+    assert code == 1
+    assert f"host port {port} (service audio-pipeline) is taken" in err and "nothing was changed" in err
+    assert start_marks(stack) == before and stack.current() == first["release"]
+    assert stack.audit() == audit  # preflight wrote nothing
+
+
 def test_lock_contention_shows_holder_and_break_lock(stack, capsys, first):
     lock = stack.root / "lock"
     lock.mkdir()
@@ -150,8 +175,9 @@ def test_lock_contention_shows_holder_and_break_lock(stack, capsys, first):
     assert code == 1
     assert "locked by alice@laptop since 2026-11-27T08:00:00+00:00" in err and "--break-lock" in err
     assert stack.current() == first["release"]  # nothing changed
-    code, out, err = run(capsys, stack, "rollback", "--to", first["second"], "--break-lock")
+    code, out, err = run(capsys, stack, "rollback", "--break-lock")  # default: the one before current
     assert code == 0, err
+    assert "lock broken" in err
     assert stack.current() == first["second"]
     assert not lock.exists()
 
