@@ -79,11 +79,13 @@ def load(args) -> tuple[HostConfig, Secrets, Release]:
     cfg = build_config(load_host_layers(project, args.host, args.extra_vars))
     if getattr(args, "accept_new_host_key", False):
         cfg = _replace_ssh(cfg, accept_new_host_key=True)
-    missing: list[str] | None = [] if args.command == "render" else None
+    # deploy and diff need the real values; the other commands do not render what they act on
+    missing: list[str] | None = None if args.command in ("deploy", "diff") else []
     secrets = load_secrets(cfg, missing=missing)
-    for name in missing or ():
-        _say(f"warning: secret {name!r} is not set; the rendered env file holds a placeholder "
-             f"(deploy refuses to run without it)")
+    if args.command == "render":
+        for name in missing or ():
+            _say(f"warning: secret {name!r} is not set; the rendered env file holds a placeholder "
+                 f"(deploy refuses to run without it)")
     return cfg, secrets, render_release(cfg, secrets, project)
 
 

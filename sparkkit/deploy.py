@@ -265,12 +265,17 @@ class HostOps:
                     f"{cfg.name}: {action} of {release_id} failed ({service}: {why}) AND restoring {previous} "
                     f"failed ({bad}: {bad_why}). The host needs attention.", service=service)
             restored = previous
-        else:
+        elif previous is None:
             self.out("  no previous release: stopping the new one, the host is left as it was")
             self.ex.run(cmd.compose_down(cfg.project, self.compose_file(release_id)), check=False, timeout_s=300)
         self.audit(action, release_id, "failed", service=service, reason=why, restored=restored)
-        msg = (f"{cfg.name}: {action} of {release_id} failed: service {service or '?'}: {why}\n"
-               f"  {'restored previous release ' + restored + ', healthy' if restored else 'stack stopped; no previous release'}")
+        if restored:
+            state = f"restored previous release {restored}, healthy"
+        elif previous is None:
+            state = "stack stopped; no previous release"
+        else:
+            state = f"release {release_id} was already current and stays in place; fix the service and redeploy"
+        msg = f"{cfg.name}: {action} of {release_id} failed: service {service or '?'}: {why}\n  {state}"
         if logs:
             msg += f"\n  last log lines of {service}:\n" + "\n".join("    " + line for line in logs.splitlines())
         raise DeployFailed(msg, service=service, restored=restored)

@@ -1,0 +1,115 @@
+"""Deploy sequencing with a recording executor: which commands run, in which order, how many."""
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sparkkit.commands import SECTION
+from sparkkit.config import build_config
+from sparkkit.deploy import HostOps, specs_of
+from sparkkit.errors import OperationError
+from sparkkit.executor import Result
+from sparkkit.inventory import load_host_layers
+from sparkkit.render import render_release
+from sparkkit.secrets import Secrets
+
+REPO = Path(__file__).resolve().parent.parent
+SECRETS = Secrets({"searxng_secret": "flow-secret"})
+
+
+class RecordingExecutor:
+    """Answers by the first word pattern found in the command line; records every command."""
+
+    def __init__(self, answers):
+        self.answers = answers  # list of (substring, Result)
+        self.commands: list[str] = []
+
+    def run(self, argv, *, stdin=b"", check=True, timeout_s=120.0):
+        line = shlex.join(argv)
+        self.commands.append(line)
+        for pattern, result in self.answers:
+            if pattern in line:
+                if check and result.rc != 0:
+                    raise OperationError(f"failed: {pattern}")
+                return result
+        return Result(rc=0, stdout="", stderr="")
+
+    def close(self):
+        pass
+
+
+def inspect_json(services, health="healthy"):
+    return json.dumps([{"Id": f"{name}0000000000", "Name": f"/p-{name}-1", "RestartCount": 0,
+                        "Config": {"Labels": {"com.docker.compose.service": name}, "Image": "img"},
+                        "State": {"Status": "running", "Health": {"Status": health}, "ExitCode": 0,
+                                  "StartedAt": "2026-11-27T08:00:00.123456789Z"},
+                        "HostConfig": {"PortBindings": {}}} for name in services])
+
+
+def preflight_text(current, releases, containers, missing=()):
+    parts = {"docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
+             "disk": "/dev/vda 100 10 99999999 1% /", "ports": "",
+             "images": "\n".join(f"missing {m}" for m in missing), "current": f"releases/{current}" if current else "",
+             "releases": "\n".join(releases), "audit": "", "containers": containers, "end": ""}
+    return "\n".join(f"{SECTION.format(k)}\n{v}" for k, v in parts.items())
+
+
+@pytest.fixture
+def setup():
+    cfg = build_config(load_host_layers(REPO, "rehearsal"))
+    release = render_release(cfg, SECRETS, REPO)
+    names = [s.name for s in specs_of(release, cfg)]
+    return cfg, release, names
+
+
+def test_noop_is_two_round_trips_and_starts_nothing(setup):
+    cfg, release, names = setup
+    ex = RecordingExecutor([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(
+        release.id, [release.id], inspect_json(names)), stderr=""))])
+    outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
+    assert not outcome.changed
+    assert len(ex.commands) == 2  # preflight, audit
+    assert not any("compose" in c and " up " in c for c in ex.commands)
+    assert "noop" in ex.commands[-1]
+
+
+def test_first_deploy_order(setup):
+    cfg, release, names = setup
+    ex = RecordingExecutor([
+        ("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(None, [], "[]"), stderr="")),
+        ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
+        ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names), stderr="")),
+    ])
+    outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+    assert outcome.changed
+    kinds = []
+    for c in ex.commands:
+        if "==sparkkit:docker==" in c:
+            kinds.append("preflight")
+        elif "ACQUIRED" in c:
+            kinds.append("lock")
+        elif "base64 -d" in c:
+            kinds.append("upload")
+        elif " up -d " in c:
+            kinds.append("up")
+        elif "docker inspect $ids" in c:
+            kinds.append("poll")
+        elif "current.tmp" in c:
+            kinds.append("switch+audit+prune")
+        elif "grep -q" in c:
+            kinds.append("unlock")
+    assert kinds == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
+    assert "--remove-orphans" in ex.commands[3] and "vllm-nemotron" not in ex.commands[3]
+    assert ex.commands[5].endswith("vllm-nemotron")
+    assert all("flow-secret" not in c for c in ex.commands)  # the secret travels only inside the archive
+
+
+def test_preflight_problem_touches_nothing(setup):
+    cfg, release, _ = setup
+    text = preflight_text(None, [], "[]").replace("2.40.3", "ERROR")
+    ex = RecordingExecutor([("==sparkkit:docker==", Result(rc=0, stdout=text, stderr=""))])
+    with pytest.raises(OperationError, match="Compose v2 not found"):
+        HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
+    assert len(ex.commands) == 1
