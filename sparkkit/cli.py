@@ -69,6 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bring back a kept release (default: the one before current)")
     p.add_argument("--to", metavar="RELEASE", help="release id to go back to (see `status`)")
     sub.add_parser("down", parents=[common, ssh, locking], help="stop the stack; releases are kept")
+    p = sub.add_parser("probe", parents=[ssh], help="run the probe suite against the host's services, or --url",
+                       description="Measure services as the benchmark report did: latency and decode speed, "
+                                   "multi-turn scaling, tool calling, MCP browser tools, entity extraction, "
+                                   "quality gates, embeddings, web search. Prints tables; --json writes every "
+                                   "request's record.")
+    p.add_argument("host", metavar="HOST", nargs="?", help="a host from the inventory (or use --url)")
+    p.add_argument("--url", help="probe any OpenAI-compatible server, no inventory (e.g. http://127.0.0.1:8000)")
+    p.add_argument("--model", help="with --url: the model name (default: the first of /v1/models)")
+    p.add_argument("--service", help="only this service of the host")
+    p.add_argument("--suite", help="only this suite (standard, multiturn, tools, mcp, extraction, embeddings, "
+                                   "websearch, health, or one of the project's suites/)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write every record and summary here")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per-request timeout (default 120)")
+    p.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an inventory value, as for the other commands")
+    p.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),
+                   help="folder with inventory/, roles/, templates/ and optional suites/")
     return parser
 
 
@@ -167,6 +184,20 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     secrets = Secrets({})
+    if args.command == "probe":
+        from sparkkit.probe.command import run_probe
+
+        try:
+            return run_probe(args, say=_say)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        except OperationError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
     try:
         cfg, secrets, release = load(args)
         if args.command == "render":

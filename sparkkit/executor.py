@@ -10,6 +10,8 @@ import base64
 import hashlib
 import select
 import shlex
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ class SshExecutor:
     notices: list[str] = field(default_factory=list)
     round_trips: int = 0
     _conn: object = None
+    _forwards: list = field(default_factory=list)
 
     def _known_hosts_path(self, conn) -> Path:
         if self.settings.known_hosts_file is not None:
@@ -158,7 +161,37 @@ class SshExecutor:
             raise RemoteCommandError(command[:300], rc, result.stderr or result.stdout)
         return result
 
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> int:
+        """A local port that reaches ``remote_host:remote_port`` as seen from the host, through this
+        SSH connection (for service ports bound to the host's loopback). Returns the local port."""
+        conn = self._conn or self._connect()
+        transport = conn.client.get_transport()
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen(128)
+        self._forwards.append(server)
+
+        def serve() -> None:
+            while True:
+                try:
+                    sock, peer = server.accept()
+                except OSError:
+                    return
+                try:
+                    chan = transport.open_channel("direct-tcpip", (remote_host, remote_port), peer)
+                except Exception:
+                    sock.close()
+                    continue
+                threading.Thread(target=_pump, args=(sock, chan), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True, name=f"forward-{remote_port}").start()
+        return server.getsockname()[1]
+
     def close(self) -> None:
+        for server in self._forwards:
+            server.close()
+        self._forwards.clear()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -166,3 +199,25 @@ class SshExecutor:
     @property
     def connections(self) -> int:
         return 0 if self._conn is None else 1
+
+
+def _pump(sock: socket.socket, chan) -> None:
+    """Copy bytes both ways between a local socket and an SSH channel until either side closes."""
+    try:
+        while True:
+            readable, _, _ = select.select([sock, chan], [], [], 30)
+            if sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chan.sendall(data)
+            if chan in readable:
+                data = chan.recv(65536)
+                if not data:
+                    break
+                sock.sendall(data)
+    except OSError:
+        pass
+    finally:
+        chan.close()
+        sock.close()

@@ -1,0 +1,91 @@
+"""`sparkkit probe`: wire config, suites, tunnels and the runner together, print and save."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from sparkkit.config import build_config
+from sparkkit.errors import InputError
+from sparkkit.inventory import load_host_layers
+from sparkkit.probe import client as http
+from sparkkit.probe.report import render_probe
+from sparkkit.probe.runner import Target, probe_service
+from sparkkit.probe.suites import load_suites
+from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
+
+URL_SUITES = ("standard", "multiturn", "tools", "mcp", "extraction")
+
+
+def _first_model(base_url: str) -> str | None:
+    with http.make_client(base_url, timeout_s=15) as client:
+        rec = http.request(client, "GET", "/v1/models")
+    data = rec.body.get("data") if rec.ok and isinstance(rec.body, dict) else None
+    return data[0].get("id") if data and isinstance(data[0], dict) else None
+
+
+def failed_requests(probes: list[dict]) -> int:
+    return sum(1 for p in probes for res in p["results"] for r in res["records"]
+               if not r.get("warmup") and not r.get("ok"))
+
+
+def run_url(args, suites, say) -> tuple[str, list[dict]]:
+    base = args.url.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[:-3]
+    model = args.model or _first_model(base)
+    if model is None:
+        say(f"warning: {base}/v1/models named no model; sending requests without one")
+    names = [args.suite] if args.suite else [n for n in URL_SUITES if n in suites]
+    target = Target(service="endpoint", base_url=base, model=model, suites=tuple(names), health_path="/v1/models")
+    return base, [probe_service(target, suites, out=say, timeout_s=args.timeout)]
+
+
+def run_host(args, suites, say) -> tuple[str, list[dict]]:
+    from sparkkit.executor import SshExecutor
+
+    cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars))
+    chosen = targets_for(cfg, suites, service=args.service, suite=args.suite)
+    if not chosen:
+        raise InputError(f"no service of {cfg.name} runs suite {args.suite!r}", key="--suite")
+    if args.accept_new_host_key:
+        from dataclasses import replace
+
+        cfg = replace(cfg, ssh=replace(cfg.ssh, accept_new_host_key=True))
+    probes = []
+    ex = SshExecutor(cfg.ssh, cfg.name)
+    try:
+        tunnel = needs_tunnel(cfg)
+        for svc, names in chosen:
+            if tunnel:
+                base = f"http://127.0.0.1:{ex.forward(svc.port, cfg.bind_address)}"
+            else:
+                base = f"http://{cfg.ssh.address}:{svc.port}"
+            say(f"{cfg.name}: probing {svc.name} at {base}{' (SSH tunnel)' if tunnel else ''}: {', '.join(names)}")
+            probes.append(probe_service(make_target(svc, names, base), suites, out=say, timeout_s=args.timeout))
+    finally:
+        for notice in ex.notices:
+            say(notice)
+        ex.close()
+    return cfg.name, probes
+
+
+def run_probe(args, *, say) -> int:
+    if bool(args.url) == bool(args.host):
+        raise InputError("give either HOST or --url URL")
+    suites = load_suites(args.project_dir)
+    if args.suite and args.suite not in suites:
+        raise InputError(f"unknown suite {args.suite!r} (suites: {', '.join(sorted(suites))})", key="--suite")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    where, probes = run_url(args, suites, say) if args.url else run_host(args, suites, say)
+    print(render_probe(probes))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"target": where, "started": started, "probes": probes}, indent=1,
+                                        ensure_ascii=False))
+        say(f"records written to {args.json}")
+    bad = failed_requests(probes)
+    if bad:
+        say(f"{bad} measured request(s) failed")
+        return 1
+    return 0

@@ -1,0 +1,353 @@
+"""Run suites against one service. A probe never raises; one failing case never stops the suite."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import httpx
+
+from sparkkit.probe import client as http
+from sparkkit.probe.metrics import summary
+from sparkkit.probe.scoring import (factually_correct, markdown_found, score_extraction, score_tool_call,
+                                    thinking_leak)
+from sparkkit.probe.stream import ChatRecord, failed
+from sparkkit.probe.suites import Suite
+
+Printer = Callable[[str], None]
+BREAKER_AFTER = 2  # consecutive connection failures after which a service's remaining requests are skipped
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One service to probe: how to reach it and what it serves."""
+
+    service: str
+    base_url: str
+    model: str | None
+    suites: tuple[str, ...]
+    health_path: str = "/health"
+
+
+@dataclass
+class SuiteResult:
+    service: str
+    suite: str
+    kind: str
+    summary: list[dict] = field(default_factory=list)  # one row per case / turn / query
+    records: list[dict] = field(default_factory=list)  # every request, warmups included (marked)
+    score: dict | None = None  # passed/total where the suite is scored
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Session:
+    """One service's client and its circuit breaker."""
+
+    def __init__(self, target: Target, client: httpx.Client, out: Printer):
+        self.target = target
+        self.client = client
+        self.out = out
+        self.consecutive_down = 0
+        self.last_error = ""
+
+    def _down(self) -> bool:
+        return self.consecutive_down >= BREAKER_AFTER
+
+    def _note(self, ok: bool, status: int | None, error: str | None) -> None:
+        if ok or status is not None:
+            self.consecutive_down = 0
+        else:
+            self.consecutive_down += 1
+            self.last_error = error or ""
+
+    def skipped(self) -> str:
+        return (f"skipped: {self.target.service} unreachable after {BREAKER_AFTER} consecutive connection "
+                f"failures (last: {self.last_error})")
+
+    def chat(self, payload: dict) -> ChatRecord:
+        if self._down():
+            return failed(self.skipped())
+        record = http.chat(self.client, payload)
+        self._note(record.ok or record.chunks > 0, record.http_status, record.error)
+        return record
+
+    def request(self, method: str, path: str, **kw) -> http.HttpRecord:
+        if self._down():
+            return http.HttpRecord(ok=False, error=self.skipped(), latency_ms=None, status=None, body=None)
+        record = http.request(self.client, method, path, **kw)
+        self._note(record.ok, record.status, record.error)
+        return record
+
+
+def chat_payload(model: str | None, messages: list[dict], *, thinking: bool | None, max_tokens: int,
+                 tools: list[dict] | None = None) -> dict:
+    payload = {"messages": messages, "stream": True, "stream_options": {"include_usage": True},
+               "max_tokens": max_tokens}
+    if model:
+        payload["model"] = model
+    if thinking is not None:
+        payload["chat_template_kwargs"] = {"enable_thinking": thinking}
+    if tools:
+        payload["tools"] = [{"type": "function", "function": t} for t in tools]
+        payload["tool_choice"] = "auto"
+    return payload
+
+
+def _chat_row(case: str, records: list[ChatRecord], **extra) -> dict:
+    ok = [r for r in records if r.ok]
+    tokens = [r.completion_tokens for r in ok]
+    row = {"case": case, "ok": len(ok), "n": len(records),
+           "ttft_ms": summary([r.ttft_ms for r in ok]), "ttfo_ms": summary([r.ttfo_ms for r in ok]),
+           "decode_tok_s": summary([r.decode_tok_s for r in ok]), "e2e_tok_s": summary([r.e2e_tok_s for r in ok]),
+           "completion_tokens": summary(tokens) if all(t is not None for t in tokens) else None,
+           "errors": sorted({r.error for r in records if r.error})}
+    row.update(extra)
+    return row
+
+
+def _rec(record, **tags) -> dict:
+    return {**tags, **record.to_json()}
+
+
+def run_chat(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    thinking = suite.get("thinking")
+    warmups, runs = suite.get("warmups", 2), suite.get("runs", 5)
+    system = suite.get("system")
+    for case in suite.get("cases"):
+        messages = ([{"role": "system", "content": system}] if system else []) + \
+                   [{"role": "user", "content": case["prompt"]}]
+        payload = chat_payload(s.target.model, messages, thinking=thinking,
+                               max_tokens=case.get("max_tokens", suite.get("max_tokens", 256)))
+        measured = []
+        for i in range(warmups + runs):
+            record = s.chat(payload)
+            warm = i < warmups
+            res.records.append(_rec(record, case=case["id"], warmup=warm, voice=bool(case.get("voice")),
+                                    expect_any=case.get("expect_any"), thinking=thinking))
+            if not warm:
+                measured.append(record)
+        res.summary.append(_chat_row(case["id"], measured))
+        s.out(f"    {suite.name}/{case['id']}: {len([r for r in measured if r.ok])}/{len(measured)} ok")
+    return res
+
+
+def run_conversation(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    thinking = suite.get("thinking")
+    user_turns = suite.get("user_turns")
+    for conv in suite.get("conversations"):
+        turns = int(conv.get("turns", len(user_turns)))
+        per_turn: dict[int, list[ChatRecord]] = {t: [] for t in range(1, turns + 1)}
+        for run in range(suite.get("warmups", 1) + suite.get("runs", 3)):
+            warm = run < suite.get("warmups", 1)
+            messages: list[dict] = []
+            for turn in range(1, turns + 1):
+                messages.append({"role": "user", "content": user_turns[(turn - 1) % len(user_turns)]})
+                record = s.chat(chat_payload(s.target.model, list(messages), thinking=thinking,
+                                             max_tokens=suite.get("max_tokens", 120)))
+                messages.append({"role": "assistant", "content": record.text or "(no answer)"})
+                res.records.append(_rec(record, case=conv["id"], turn=turn, warmup=warm, thinking=thinking))
+                if not warm:
+                    per_turn[turn].append(record)
+        base = None
+        for turn, records in per_turn.items():
+            row = _chat_row(conv["id"], records, turn=turn)
+            p50 = row["ttft_ms"]["p50"]
+            if turn == 1:
+                base = p50
+            row["growth_pct"] = (p50 / base - 1) * 100 if p50 is not None and base else None
+            res.summary.append(row)
+        s.out(f"    {suite.name}/{conv['id']}: {turns} turns")
+    return res
+
+
+def run_tools(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    tools = suite.get("tools")
+    system = suite.get("system")
+    passed = 0
+    for case in suite.get("cases"):
+        messages = ([{"role": "system", "content": system}] if system else []) + \
+                   [{"role": "user", "content": case["prompt"]}]
+        record = s.chat(chat_payload(s.target.model, messages, thinking=suite.get("thinking"),
+                                     max_tokens=suite.get("max_tokens", 256), tools=tools))
+        expect = None if case.get("expect") in (None, "none") else case["expect"]
+        verdict = score_tool_call(record, expect, tools)
+        passed += verdict.passed
+        res.records.append(_rec(record, case=case["id"], warmup=False, thinking=suite.get("thinking"),
+                                expect_any=case.get("expect_any") if expect is None else None))
+        res.summary.append({"case": case["id"], "passed": verdict.passed, "reason": verdict.reason,
+                            "expected": expect["tool"] if expect else "(direct answer)",
+                            "called": record.tool_calls[0].name if record.tool_calls else None,
+                            "ttft_ms": record.ttft_ms})
+    total = len(suite.get("cases"))
+    res.score = {"passed": passed, "total": total, "accuracy": passed / total if total else None}
+    s.out(f"    {suite.name}: {passed}/{total}")
+    return res
+
+
+def run_extraction(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    passed = 0
+    min_recall = suite.get("min_recall", 0.8)
+    for case in suite.get("cases"):
+        prompt = f"{suite.get('instruction', '').strip()}\n\nTranscript:\n{case['transcript']}"
+        record = s.chat(chat_payload(s.target.model, [{"role": "user", "content": prompt}],
+                                     thinking=suite.get("thinking"), max_tokens=suite.get("max_tokens", 400)))
+        score = score_extraction(record, case.get("expect") or {})
+        ok = score.valid_json and score.recall >= min_recall
+        passed += ok
+        res.records.append(_rec(record, case=case["id"], warmup=False, thinking=suite.get("thinking")))
+        res.summary.append({"case": case["id"], "passed": ok, "valid_json": score.valid_json,
+                            "recall": score.recall, "found": score.found, "expected": score.expected,
+                            "reason": score.reason, "latency_ms": record.latency_ms})
+    total = len(suite.get("cases"))
+    res.score = {"passed": passed, "total": total, "accuracy": passed / total if total else None}
+    return res
+
+
+def _vector_key(vec) -> str:
+    return json.dumps(vec[:16]) + str(len(vec))
+
+
+def run_embeddings(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    warmups, runs = suite.get("warmups", 1), suite.get("runs", 5)
+    seen: dict[str, str] = {}
+    for text in suite.get("texts"):
+        latencies, dims, keys, errors = [], set(), set(), set()
+        for i in range(warmups + runs):
+            rec = s.request("POST", "/api/embed", json_body={"model": s.target.model, "input": text})
+            vectors = rec.body.get("embeddings") if rec.ok and isinstance(rec.body, dict) else None
+            if rec.ok and not (isinstance(vectors, list) and vectors and isinstance(vectors[0], list)):
+                rec = http.HttpRecord(ok=False, error="no embeddings in the answer", latency_ms=rec.latency_ms,
+                                      status=rec.status, body=None)
+            res.records.append({"case": text, "warmup": i < warmups, **{k: v for k, v in rec.to_json().items()
+                                                                       if k != "body"}})
+            if not rec.ok:
+                errors.add(rec.error)
+                continue
+            dims.add(len(vectors[0]))
+            keys.add(_vector_key(vectors[0]))
+            if i >= warmups:
+                latencies.append(rec.latency_ms)
+        key = next(iter(keys)) if len(keys) == 1 else None
+        distinct = key is not None and key not in seen.values()
+        if key is not None:
+            seen[text] = key
+        res.summary.append({"case": text, "ok": len(latencies), "n": runs, "dimension": sorted(dims),
+                            "deterministic": len(keys) == 1, "distinct": distinct,
+                            "latency_ms": summary(latencies), "errors": sorted(errors)})
+    passed = sum(1 for row in res.summary if row["ok"] == row["n"] and row["deterministic"] and row["distinct"]
+                 and len(row["dimension"]) == 1)
+    res.score = {"passed": passed, "total": len(res.summary), "accuracy": passed / len(res.summary)}
+    return res
+
+
+def run_websearch(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    warmups, runs = suite.get("warmups", 1), suite.get("runs", 5)
+    min_results = suite.get("min_results", 1)
+    for query in suite.get("queries"):
+        latencies, counts, errors = [], [], set()
+        for i in range(warmups + runs):
+            rec = s.request("GET", "/search", params={"q": query, "format": "json"})
+            if rec.status == 403:
+                rec = http.HttpRecord(ok=False, latency_ms=rec.latency_ms, status=403, body=None,
+                                      error="HTTP 403: the json format is not enabled in SearXNG's settings.yml")
+            results = rec.body.get("results") if rec.ok and isinstance(rec.body, dict) else None
+            if rec.ok and not isinstance(results, list):
+                rec = http.HttpRecord(ok=False, error="no results list in the answer", latency_ms=rec.latency_ms,
+                                      status=rec.status, body=None)
+            res.records.append({"case": query, "warmup": i < warmups,
+                                **{k: v for k, v in rec.to_json().items() if k != "body"},
+                                "results": len(results) if isinstance(results, list) else None})
+            if not rec.ok:
+                errors.add(rec.error)
+            elif i >= warmups:
+                latencies.append(rec.latency_ms)
+                counts.append(sum(1 for r in results if isinstance(r, dict) and r.get("url") and r.get("title")))
+        res.summary.append({"case": query, "ok": len(latencies), "n": runs,
+                            "results_min": min(counts) if counts else 0, "latency_ms": summary(latencies),
+                            "errors": sorted(errors)})
+    passed = sum(1 for row in res.summary if row["ok"] == row["n"] and row["results_min"] >= min_results)
+    res.score = {"passed": passed, "total": len(res.summary), "accuracy": passed / len(res.summary)}
+    return res
+
+
+def run_health(s: Session, suite: Suite) -> SuiteResult:
+    res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
+    warmups, runs = suite.get("warmups", 1), suite.get("runs", 5)
+    latencies, errors = [], set()
+    for i in range(warmups + runs):
+        rec = s.request("GET", s.target.health_path, expect_json=False)
+        res.records.append({"case": s.target.health_path, "warmup": i < warmups,
+                            **{k: v for k, v in rec.to_json().items() if k != "body"}})
+        if not rec.ok:
+            errors.add(rec.error)
+        elif i >= warmups:
+            latencies.append(rec.latency_ms)
+    res.summary.append({"case": s.target.health_path, "ok": len(latencies), "n": runs,
+                        "latency_ms": summary(latencies), "errors": sorted(errors)})
+    res.score = {"passed": int(len(latencies) == runs), "total": 1, "accuracy": float(len(latencies) == runs)}
+    return res
+
+
+RUNNERS = {"chat": run_chat, "conversation": run_conversation, "tools": run_tools, "extraction": run_extraction,
+           "embeddings": run_embeddings, "websearch": run_websearch, "health": run_health}
+
+
+def quality_gates(results: list[SuiteResult]) -> list[dict]:
+    """Over every chat record of one service: non-empty, no markdown in voice answers, factually
+    correct where a case names the answer, and no thinking leak when thinking was off."""
+    chats = [r for res in results if res.kind in ("chat", "conversation", "tools", "extraction")
+             for r in res.records if not r.get("warmup") and "ttft_ms" in r]
+    gates = []
+
+    def gate(name: str, pool: list[dict], check) -> None:
+        failures = []
+        for r in pool:
+            why = check(r)
+            if why:
+                failures.append(f"{r['case']}: {why}")
+        if pool:
+            gates.append({"gate": name, "passed": len(pool) - len(failures), "total": len(pool),
+                          "failures": failures[:10]})
+
+    gate("non-empty answer", chats, lambda r: None if not r["ok"] or r["text"].strip() or r["tool_calls"]
+         else "empty content")
+    gate("no markdown in voice answers", [r for r in chats if r.get("voice") and r["ok"]],
+         lambda r: (f"markdown ({markdown_found(r['text'])})" if markdown_found(r["text"]) else None))
+    gate("factually correct", [r for r in chats if r.get("expect_any")],
+         lambda r: None if r["ok"] and factually_correct(r["text"], r["expect_any"])
+         else (f"expected one of {r['expect_any']}" if r["ok"] else f"failed: {r['error']}"))
+    gate("no thinking leak", [r for r in chats if r.get("thinking") is False and r["ok"]],
+         lambda r: thinking_leak(r["text"], r["reasoning"]))
+    gate("every request succeeded", [r for res in results for r in res.records if not r.get("warmup")],
+         lambda r: None if r["ok"] else r["error"])
+    return gates
+
+
+def probe_service(target: Target, suites: dict[str, Suite], *, out: Printer,
+                  only: str | None = None, timeout_s: float = 120.0) -> dict:
+    """Run the target's suites; returns {"service", "rtt_ms", "results": [...], "quality": [...]}."""
+    names = [only] if only else list(target.suites)
+    with http.make_client(target.base_url, timeout_s=timeout_s) as client:
+        s = Session(target, client, out)
+        rtts = []
+        for _ in range(5):
+            rec = s.request("GET", target.health_path, expect_json=False)
+            if rec.ok:
+                rtts.append(rec.latency_ms)
+        results = []
+        for name in names:
+            suite = suites[name]
+            out(f"  {target.service}: suite {name}")
+            results.append(RUNNERS[suite.kind](s, suite))
+    return {"service": target.service, "base_url": target.base_url, "model": target.model,
+            "rtt_ms": summary(rtts), "results": [r.to_json() for r in results],
+            "quality": quality_gates(results)}
