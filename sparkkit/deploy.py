@@ -231,8 +231,9 @@ class HostOps:
                 self.ex.run(chain(cmd.switch_current(cfg.root, release.id),
                                   self.audit_argv("deploy", release.id, "ok", previous=previous),
                                   cmd.prune_releases(cfg.root, keep)))
+                was = "restarted" if previous == release.id else f"previous: {previous or 'none'}"
                 return Outcome(action="deploy", release=release.id, changed=True,
-                               message=f"{cfg.name}: release {release.id} is live (previous: {previous or 'none'})")
+                               message=f"{cfg.name}: release {release.id} is live ({was})")
             return self._fail_and_restore("deploy", release.id, previous, service, why)
 
     def ensure_images(self, action: str, release_id: str, images: list[str]) -> None:

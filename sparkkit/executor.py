@@ -166,6 +166,7 @@ class SshExecutor:
         SSH connection (for service ports bound to the host's loopback). Returns the local port."""
         conn = self._conn or self._connect()
         transport = conn.client.get_transport()
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", 0))
@@ -178,6 +179,7 @@ class SshExecutor:
                     sock, peer = server.accept()
                 except OSError:
                     return
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small writes
                 try:
                     chan = transport.open_channel("direct-tcpip", (remote_host, remote_port), peer)
                 except Exception:
