@@ -6,7 +6,8 @@ each SSE chunk is due. The tokenizer is "one token = one whitespace-separated wo
 an output token is the word with the whitespace that follows it.
 
 Answers come from a rule table (JSON list, first match wins), matched case-insensitively
-as a regex against the last user message:
+as a regex against the last user message (when the last message is a tool result, the
+answer is "Here is what I found: <the result's first 60 words>" instead):
     {"match": REGEX, "content": TEXT}
     {"match": REGEX, "tool_call": {"name": N, "arguments": {...}}, "content": FALLBACK}
     optional "reasoning": TEXT (replaces the default reasoning words)
@@ -190,8 +191,13 @@ def plan_chat(payload, rules, settings, served_name, max_model_len):
                       if isinstance(m, dict) and m.get("role") == "user"), "")
     kwargs = payload.get("chat_template_kwargs") or {}
     thinking = kwargs.get("enable_thinking", True) is not False
+    rule = None
+    if isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        # a tool result came back: answer from it instead of calling the tool again
+        result = " ".join(text_of(messages[-1].get("content")).split()[:60])
+        rule = {"content": f"Here is what I found: {result}"}
     return _plan(payload, rules, settings, max_model_len, prompt_tokens, last_user,
-                 thinking, tools)
+                 thinking, tools, rule)
 
 
 def plan_completion(payload, rules, settings, served_name, max_model_len):
@@ -207,7 +213,8 @@ def plan_completion(payload, rules, settings, served_name, max_model_len):
                  False, [])
 
 
-def _plan(payload, rules, settings, max_model_len, prompt_tokens, last_user, thinking, tools):
+def _plan(payload, rules, settings, max_model_len, prompt_tokens, last_user, thinking, tools,
+          rule=None):
     if prompt_tokens > max_model_len:
         raise RequestError(400, f"This model's maximum context length is {max_model_len} "
                                 f"tokens. However, your request has {prompt_tokens} input "
@@ -220,7 +227,7 @@ def _plan(payload, rules, settings, max_model_len, prompt_tokens, last_user, thi
     elif not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise RequestError(400, f"max_tokens must be at least 1, got {cap}.")
 
-    rule = match_rule(rules, last_user)
+    rule = rule or match_rule(rules, last_user)
     offered = {t.get("function", {}).get("name") for t in tools if isinstance(t, dict)}
     choice = payload.get("tool_choice")
     if isinstance(choice, dict):  # a named function: only that one may be called
