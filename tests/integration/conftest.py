@@ -79,6 +79,18 @@ class Stack:
         data["services"]["ollama"]["volumes"] = []  # no named volume left behind
         host_vars.write_text(yaml.safe_dump(data))
 
+    def set_service(self, name: str, **values) -> None:
+        """Change a service's settings in this stack's host_vars (deep-merged over what is there)."""
+        host_vars = self.dir / "inventory" / "host_vars" / "rehearsal.yml"
+        data = yaml.safe_load(host_vars.read_text())
+        svc = data["services"].setdefault(name, {})
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(svc.get(key), dict):
+                svc[key] = {**svc[key], **value}
+            else:
+                svc[key] = value
+        host_vars.write_text(yaml.safe_dump(data))
+
     def args(self, command: str, *extra: str) -> list[str]:
         return [command, "rehearsal", "--project-dir", str(self.dir), *extra]
 
