@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 SPARKKIT := $(VENV)/bin/sparkkit
 ARGS ?=
 
-.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down test test-unit clean
+.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe test test-unit clean
 
 help:
 	@echo "make testbed                 start the rehearsal host (dockerd, sshd on 127.0.0.1:2222, images)"
 	@echo "make deploy HOST=rehearsal   deploy the release for HOST (ARGS='-e key=value --break-lock ...')"
 	@echo "make deploy-and-verify       deploy (verification gates arrive with the probe suite)"
-	@echo "make diff|status|rollback|down|render HOST=..."
+	@echo "make diff|status|rollback|down|render|probe HOST=..."
 	@echo "make test                    unit + integration tests (starts the testbed)"
 
 $(VENV)/.installed: pyproject.toml
@@ -62,3 +62,7 @@ test: testbed
 
 clean:
 	rm -rf out .pytest_cache
+
+probe: venv
+	$(needs_testbed)
+	$(SPARKKIT) probe $(HOST) $(ARGS)
