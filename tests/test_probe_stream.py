@@ -11,8 +11,8 @@ from sparkkit.probe.stream import StreamAccumulator, parse_event, record_from_me
 
 
 def shared_fixture(name: str) -> bytes:
-    path = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vllm" / name
-    return path.read_bytes()
+    """Real captured streams (copied from shared/fixtures/, see tests/fixtures/captured/README.md)."""
+    return (Path(__file__).parent / "fixtures" / "captured" / "vllm" / name).read_bytes()
 
 
 def decode_all(raw: bytes, splits: list[int]) -> list[str]:
