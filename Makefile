@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 SPARKKIT := $(VENV)/bin/sparkkit
 ARGS ?=
 
-.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe test test-unit clean
+.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe verify test test-unit clean
 
 help:
 	@echo "make testbed                 start the rehearsal host (dockerd, sshd on 127.0.0.1:2222, images)"
 	@echo "make deploy HOST=rehearsal   deploy the release for HOST (ARGS='-e key=value --break-lock ...')"
-	@echo "make deploy-and-verify       deploy (verification gates arrive with the probe suite)"
+	@echo "make deploy-and-verify       deploy, probe, check the gates; keep or roll back; write the report"
+	@echo "make verify                  probe and judge the running release (no deploy)"
 	@echo "make diff|status|rollback|down|render|probe HOST=..."
 	@echo "make test                    unit + integration tests (starts the testbed)"
 
@@ -33,7 +34,13 @@ deploy: venv
 	$(needs_testbed)
 	$(SPARKKIT) deploy $(HOST) $(ARGS)
 
-deploy-and-verify: deploy
+deploy-and-verify: venv
+	$(needs_testbed)
+	$(SPARKKIT) deploy-and-verify $(HOST) $(ARGS)
+
+verify: venv
+	$(needs_testbed)
+	$(SPARKKIT) verify $(HOST) $(ARGS)
 
 diff: venv
 	$(needs_testbed)

@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bring back a kept release (default: the one before current)")
     p.add_argument("--to", metavar="RELEASE", help="release id to go back to (see `status`)")
     sub.add_parser("down", parents=[common, ssh, locking], help="stop the stack; releases are kept")
+    reports = argparse.ArgumentParser(add_help=False)
+    reports.add_argument("--reports-dir", type=Path, default=None,
+                         help="where reports go (default: reports/ in the project folder)")
+    sub.add_parser("deploy-and-verify", parents=[common, ssh, locking, reports],
+                   help="deploy, run the probe suite, check the gates; keep the release or roll back; write the report",
+                   description="Deploy the release, probe every service, read memory and crash facts, and judge "
+                               "the gates. All pass: the release stays. Any fails: the previous release comes back "
+                               "(a first deploy is stopped, unless gates.first_deploy_failure is keep). Exit 0 "
+                               "kept, 1 failed or rolled back, 2 bad input. Writes reports/<host>/<time>-<release>/.")
+    sub.add_parser("verify", parents=[common, ssh, reports],
+                   help="probe and judge the running release without deploying; write the report")
     p = sub.add_parser("probe", parents=[ssh], help="run the probe suite against the host's services, or --url",
                        description="Measure services as the benchmark report did: latency and decode speed, "
                                    "multi-turn scaling, tool calling, MCP browser tools, entity extraction, "
@@ -97,7 +108,7 @@ def load(args) -> tuple[HostConfig, Secrets, Release]:
     if getattr(args, "accept_new_host_key", False):
         cfg = _replace_ssh(cfg, accept_new_host_key=True)
     # deploy and diff need the real values; the other commands do not render what they act on
-    missing: list[str] | None = None if args.command in ("deploy", "diff") else []
+    missing: list[str] | None = None if args.command in ("deploy", "diff", "deploy-and-verify") else []
     secrets = load_secrets(cfg, missing=missing)
     if args.command == "render":
         for name in missing or ():
@@ -167,6 +178,8 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
             text = diff_against_host(ex, cfg, release, secrets, current)
             print(text if text else f"{cfg.name}: no changes (release {release.id} is current)")
             return EXIT_OK
+        if args.command in ("deploy-and-verify", "verify"):
+            return run_verification(args, ops, release)
         if args.command == "deploy":
             outcome = ops.deploy(release, break_lock=args.break_lock)
         elif args.command == "rollback":
@@ -179,6 +192,21 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
         for notice in getattr(ex, "notices", []):
             _say(notice)
         ex.close()
+
+
+def run_verification(args, ops, release: Release) -> int:
+    from sparkkit.probe.suites import load_suites
+    from sparkkit.report_md import console_summary, write_report
+    from sparkkit.verify import deploy_and_verify, verify_only
+
+    suites = load_suites(args.project_dir)
+    if args.command == "verify":
+        run = verify_only(ops, suites)
+    else:
+        run = deploy_and_verify(ops, release, suites, break_lock=args.break_lock)
+    folder = write_report(run, args.reports_dir or args.project_dir / "reports", ops.secrets.mask)
+    print(ops.secrets.mask(console_summary(run, folder)))
+    return EXIT_OK if run.passed and not run.deploy_error else EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,3 +190,46 @@ def stop_project(project: str) -> list[str]:
     script = ('ids=$(docker ps -aq --filter "label=com.docker.compose.project=$1"); '
               '[ -z "$ids" ] || docker rm -f $ids >/dev/null')
     return _sh(script, project)
+
+
+CRASH_LOGS_SCRIPT = """
+project="$1"; since="$2"; tail="$3"
+for id in $(docker ps -aq --filter "label=com.docker.compose.project=$project"); do
+  svc=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}' "$id")
+  echo "==sparkkit:logs:$svc=="
+  docker logs --since "$since" --tail "$tail" "$id" 2>&1
+done
+"""
+
+
+def crash_logs(project: str, since_iso: str, *, tail: int = 400) -> list[str]:
+    """Each service's log lines since ``since_iso`` (stdout and stderr), under a marker per service."""
+    return _sh(CRASH_LOGS_SCRIPT, project, since_iso, str(tail))
+
+
+READ_RESULTS_SCRIPT = """
+root="$1"
+id=$(cat "$root/results/last-pass" 2>/dev/null) || exit 0
+echo "$id"
+cat "$root/results/$id.json" 2>/dev/null || true
+"""
+
+
+def read_last_pass(root: str) -> list[str]:
+    """The last release that passed its gates on this host, then its results JSON."""
+    return _sh(READ_RESULTS_SCRIPT, root)
+
+
+WRITE_RESULTS_SCRIPT = """
+set -e
+root="$1"; id="$2"; passed="$3"
+mkdir -p "$root/results"
+cat > "$root/results/$id.json.tmp"
+mv "$root/results/$id.json.tmp" "$root/results/$id.json"
+if [ "$passed" = "1" ]; then printf '%s\\n' "$id" > "$root/results/last-pass.tmp"; mv "$root/results/last-pass.tmp" "$root/results/last-pass"; fi
+"""
+
+
+def write_results(root: str, release_id: str, *, passed: bool) -> list[str]:
+    """Store a verification's results (JSON on stdin) next to the releases; mark it the last pass."""
+    return _sh(WRITE_RESULTS_SCRIPT, root, release_id, "1" if passed else "0")

@@ -28,6 +28,26 @@ class Healthcheck:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServiceGates:
+    """A service's thresholds for deploy-and-verify; None means "no such gate"."""
+
+    ttft_p50_max_ms: float | None = None  # p50 over the measured requests of its chat suites
+    decode_tok_s_p50_min: float | None = None
+    min_accuracy: dict = field(default_factory=dict)  # suite name -> minimum share of passed cases
+    quality: bool = True  # every quality gate of the probe suite must pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostGates:
+    min_headroom_gib: float
+    max_crashes: int = 0
+    max_failed_requests: int = 0
+    regression_ttft_pct: float = 20.0  # TTFT p50 may grow at most this much over the last passing release
+    regression_decode_pct: float = 10.0  # decode p50 may drop at most this much
+    first_deploy_failure: str = "stop"  # stop: a first release that fails its gates is stopped; keep: left up
+
+
+@dataclass(frozen=True, kw_only=True)
 class Service:
     name: str
     role: str
@@ -49,6 +69,7 @@ class Service:
     ipc: str | None
     shm_size: str | None
     ulimits: dict
+    gates: ServiceGates = field(default_factory=ServiceGates)
     role_vars: dict = field(default_factory=dict)  # keys a role declares in its defaults
 
     def healthcheck_test(self) -> tuple[str, ...]:
@@ -94,6 +115,7 @@ class HostConfig:
     secrets_file: Path | None
     services: tuple[Service, ...]  # enabled services only, in name order
     disabled: tuple[str, ...]
+    gates: HostGates
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -200,14 +222,57 @@ _SECRET_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 COMMON_SERVICE_KEYS = {
     "role", "enabled", "image", "port", "container_port", "command", "entrypoint", "flags", "env",
     "secret_env", "volumes", "healthcheck", "start_timeout_s", "memory_gib", "crash_signatures",
-    "depends_on", "gpu", "ipc", "shm_size", "ulimits",
+    "depends_on", "gpu", "ipc", "shm_size", "ulimits", "gates",
 }
 HOST_KEYS = {
     "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
     "ssh_known_hosts_file", "ssh_accept_new_host_key", "sparkkit_root", "compose_project",
     "keep_releases", "bind_address", "gpu", "host_memory_gib", "required_headroom_gib",
-    "secrets_file", "services",
+    "secrets_file", "services", "gates",
 }
+
+
+def _optional_number(reader: _Reader, key: str) -> float | None:
+    value = reader.get(key, float, None, nullable=True)
+    if value is not None and value < 0:
+        raise reader.fail(key, f"must not be negative, got {value}")
+    return value
+
+
+def _service_gates(reader: _Reader) -> ServiceGates:
+    g = reader.sub("gates")
+    acc = g.sub("min_accuracy")
+    min_accuracy = {}
+    for suite in acc.data:
+        value = acc.get(suite, float)
+        if not 0 <= value <= 1:
+            raise acc.fail(suite, f"must be between 0 and 1, got {value}")
+        min_accuracy[str(suite)] = value
+    gates = ServiceGates(ttft_p50_max_ms=_optional_number(g, "ttft_p50_max_ms"),
+                         decode_tok_s_p50_min=_optional_number(g, "decode_tok_s_p50_min"),
+                         min_accuracy=min_accuracy, quality=g.get("quality", bool, True))
+    g.reject_unknown()
+    return gates
+
+
+def _host_gates(reader: _Reader, headroom: float) -> HostGates:
+    g = reader.sub("gates")
+    policy = g.get("first_deploy_failure", str, "stop")
+    if policy not in ("stop", "keep"):
+        raise g.fail("first_deploy_failure", f"expected stop or keep, got {policy!r}")
+
+    def number(key: str, default: float) -> float:
+        value = _optional_number(g, key)
+        return default if value is None else value
+
+    gates = HostGates(min_headroom_gib=number("min_headroom_gib", headroom),
+                      max_crashes=_non_negative(g, "max_crashes", 0),
+                      max_failed_requests=_non_negative(g, "max_failed_requests", 0),
+                      regression_ttft_pct=number("regression_ttft_pct", 20.0),
+                      regression_decode_pct=number("regression_decode_pct", 10.0),
+                      first_deploy_failure=policy)
+    g.reject_unknown()
+    return gates
 
 
 def _healthcheck(reader: _Reader) -> Healthcheck | None:
@@ -330,6 +395,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
     ipc = r.get("ipc", str, None, nullable=True)
     shm_size = r.get("shm_size", str, None, nullable=True)
     ulimits = {k: v for k, v in r.get("ulimits", dict, {}).items() if v is not None}  # null drops a limit
+    gates = _service_gates(r)
     role_vars = _role_vars(r, role_layer.data, role_layer.source)
     r.reject_unknown(COMMON_SERVICE_KEYS | set(role_layer.data))
     if not enabled:
@@ -340,7 +406,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
         env=tuple((k, _scalar_text(v)) for k, v in env), secret_env=tuple(secret_env),
         volumes=volumes, healthcheck=healthcheck, start_timeout_s=start_timeout_s,
         memory_gib=memory_gib, crash_signatures=crash, depends_on=depends_on, gpu=gpu, ipc=ipc,
-        shm_size=shm_size, ulimits=ulimits, role_vars=role_vars,
+        shm_size=shm_size, ulimits=ulimits, gates=gates, role_vars=role_vars,
     ), None, service_origin
 
 
@@ -405,6 +471,7 @@ def build_config(layers: HostLayers) -> HostConfig:
     if headroom < 0:
         raise r.fail("required_headroom_gib", f"must not be negative, got {headroom}")
     secrets_file = r.get("secrets_file", str, None, nullable=True)
+    host_gates = _host_gates(r, headroom)
     services_raw = r.get("services", dict)
     r.reject_unknown(HOST_KEYS)
 
@@ -449,5 +516,5 @@ def build_config(layers: HostLayers) -> HostConfig:
         root=root.rstrip("/"), project=project, keep_releases=keep, bind_address=bind, gpu=gpu,
         host_memory_gib=host_mem, required_headroom_gib=headroom,
         secrets_file=local_path(secrets_file), services=tuple(services.values()),
-        disabled=tuple(sorted(disabled)),
+        disabled=tuple(sorted(disabled)), gates=host_gates,
     )

@@ -42,6 +42,7 @@ class Outcome:
     release: str | None
     changed: bool
     message: str
+    previous: str | None = None  # the release that was current before
 
 
 class LockHeld(OperationError):
@@ -96,7 +97,8 @@ class HostOps:
         self.out = out
         self.secrets = secrets or Secrets({})
         self.sleep = sleep
-
+        self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
+        self.ids_before: dict[str, str] = {}  # service -> container id before this run
     # -- facts -------------------------------------------------------------------------------
     def facts(self, images: list[str] = ()) -> HostFacts:
         result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images)), timeout_s=60)
@@ -183,6 +185,8 @@ class HostOps:
                                           restarts_at_start=restarts.get(spec.name, (None, None))[1]))
             beat = time.monotonic() - last_beat >= HEARTBEAT_S
             for st in states:
+                if st.state == "ready" and st.service not in self.startup_s:
+                    self.startup_s[st.service] = elapsed
                 phase = st.state if st.state != "waiting" else st.detail.split(" ")[0]
                 if shown.get(st.service) != phase or (beat and st.state == "waiting"):
                     self.out(f"    {st.service:<16} {st.state:<8} {st.detail}")
@@ -208,6 +212,7 @@ class HostOps:
         images = sorted({s.image for s in specs})
         archive = release_archive(release, cfg)
         facts = self.facts(images)
+        self.ids_before = {c.service: c.id for c in facts.containers}
         problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
                                       release_bytes=len(archive))
         self.out(f"{cfg.name}: Docker {facts.docker_version or '?'}, Compose {facts.compose_version or '?'}; "
@@ -216,7 +221,7 @@ class HostOps:
             raise OperationError(f"{cfg.name}: preflight failed, nothing was changed:\n  - " + "\n  - ".join(problems))
         if is_noop(facts, release.id, specs):
             self.audit("deploy", release.id, "noop")
-            return Outcome(action="deploy", release=release.id, changed=False,
+            return Outcome(action="deploy", release=release.id, changed=False, previous=release.id,
                            message=f"{cfg.name}: release {release.id} is already current and healthy; nothing restarted")
         previous = facts.current_release
         with self.locked("deploy", release.id, break_lock=break_lock):
@@ -232,7 +237,7 @@ class HostOps:
                                   self.audit_argv("deploy", release.id, "ok", previous=previous),
                                   cmd.prune_releases(cfg.root, keep)))
                 was = "restarted" if previous == release.id else f"previous: {previous or 'none'}"
-                return Outcome(action="deploy", release=release.id, changed=True,
+                return Outcome(action="deploy", release=release.id, changed=True, previous=previous,
                                message=f"{cfg.name}: release {release.id} is live ({was})")
             return self._fail_and_restore("deploy", release.id, previous, service, why)
 

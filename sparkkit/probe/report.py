@@ -30,9 +30,9 @@ def _first_error(row: dict) -> str:
     return (errors[0][:70] + ("…" if len(errors[0]) > 70 else "")) if errors else ""
 
 
-def service_tables(probe: dict) -> str:
-    parts = [f"== {probe['service']} ({probe['base_url']}, model {probe['model'] or '-'}) — "
-             f"round trip p50 {_ms(_p50(probe['rtt_ms']))} =="]
+def service_tables(probe: dict, fmt: str = "simple", level: str = "###") -> str:
+    parts = [f"{'==' if fmt == 'simple' else '##'} {probe['service']} ({probe['base_url']}, model {probe['model'] or '-'}) — "
+             f"round trip p50 {_ms(_p50(probe['rtt_ms']))}{' ==' if fmt == 'simple' else ''}"]
     for res in probe["results"]:
         kind, rows = res["kind"], res["summary"]
         if kind == "chat":
@@ -41,43 +41,42 @@ def service_tables(probe: dict) -> str:
                       _tokens(r["completion_tokens"]), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
             head = ["Test", "TTFT p50", "TTFT p90", "TTFO p50", "decode tok/s p50", "e2e tok/s p50", "tokens p50",
                     "ok", "error"]
-            parts.append(f"\n### Latency & Throughput ({res['suite']})\n" + tabulate(table, head))
+            parts.append(f"\n{level} Latency & Throughput ({res['suite']})\n" + tabulate(table, head, tablefmt=fmt))
         elif kind == "conversation":
             table = [[r["case"], f"Turn {r['turn']}", _ms(_p50(r["ttft_ms"])), _ms(_p50(r["ttfo_ms"])),
                       "baseline" if r["turn"] == 1 else ("-" if r["growth_pct"] is None else f"{r['growth_pct']:+.0f}%"),
                       f"{r['ok']}/{r['n']}"] for r in rows]
-            parts.append(f"\n### Multi-turn TTFT Scaling ({res['suite']})\n"
-                         + tabulate(table, ["Conversation", "Turn", "TTFT p50", "TTFO p50", "Growth", "ok"]))
+            parts.append(f"\n{level} Multi-turn TTFT Scaling ({res['suite']})\n"
+                         + tabulate(table, ["Conversation", "Turn", "TTFT p50", "TTFO p50", "Growth", "ok"], tablefmt=fmt))
         elif kind == "tools":
             score = res["score"]
             table = [[r["case"], "pass" if r["passed"] else "FAIL", r["expected"], r["called"] or "-", r["reason"]]
                      for r in rows]
-            parts.append(f"\n### Tool Calling ({res['suite']}): {score['passed']}/{score['total']} "
+            parts.append(f"\n{level} Tool Calling ({res['suite']}): {score['passed']}/{score['total']} "
                          f"({score['accuracy'] * 100:.0f}%)\n"
-                         + tabulate(table, ["Case", "Result", "Expected", "Called", "Why"]))
+                         + tabulate(table, ["Case", "Result", "Expected", "Called", "Why"], tablefmt=fmt))
         elif kind == "extraction":
             table = [[r["case"], "pass" if r["passed"] else "FAIL", "yes" if r["valid_json"] else "no",
                       f"{r['found']}/{r['expected']} ({r['recall'] * 100:.0f}%)", r["reason"]] for r in rows]
-            parts.append(f"\n### Entity Extraction ({res['suite']})\n"
-                         + tabulate(table, ["Case", "Result", "Valid JSON", "Recall", "Note"]))
+            parts.append(f"\n{level} Entity Extraction ({res['suite']})\n"
+                         + tabulate(table, ["Case", "Result", "Valid JSON", "Recall", "Note"], tablefmt=fmt))
         elif kind == "embeddings":
             table = [[r["case"][:40], ",".join(map(str, r["dimension"])) or "-",
                       "yes" if r["deterministic"] else "no", "yes" if r["distinct"] else "no",
                       _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
-            parts.append(f"\n### Embeddings ({res['suite']})\n" + tabulate(
-                table, ["Text", "Dimension", "Deterministic", "Distinct", "Latency p50", "ok", "error"]))
+            parts.append(f"\n{level} Embeddings ({res['suite']})\n" + tabulate(table, ["Text", "Dimension", "Deterministic", "Distinct", "Latency p50", "ok", "error"], tablefmt=fmt))
         elif kind == "websearch":
             table = [[r["case"], r["results_min"], _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}",
                       _first_error(r)] for r in rows]
-            parts.append(f"\n### Web Search ({res['suite']})\n"
-                         + tabulate(table, ["Query", "Results (min)", "Latency p50", "ok", "error"]))
+            parts.append(f"\n{level} Web Search ({res['suite']})\n"
+                         + tabulate(table, ["Query", "Results (min)", "Latency p50", "ok", "error"], tablefmt=fmt))
         elif kind == "health":
             table = [[r["case"], _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
-            parts.append("\n### Health\n" + tabulate(table, ["Endpoint", "Latency p50", "ok", "error"]))
+            parts.append(f"\n{level} Health\n" + tabulate(table, ["Endpoint", "Latency p50", "ok", "error"], tablefmt=fmt))
     if probe["quality"]:
         table = [[g["gate"], f"{g['passed']}/{g['total']}", "pass" if g["passed"] == g["total"] else "FAIL",
                   (g["failures"][0][:80] if g["failures"] else "")] for g in probe["quality"]]
-        parts.append("\n### Quality Gates\n" + tabulate(table, ["Gate", "Passed", "Result", "First failure"]))
+        parts.append(f"\n{level} Quality Gates\n" + tabulate(table, ["Gate", "Passed", "Result", "First failure"], tablefmt=fmt))
     return "\n".join(parts)
 
 

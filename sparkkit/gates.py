@@ -1,0 +1,189 @@
+"""Pure decisions of deploy-and-verify: crash facts, per-service metrics, and every gate's verdict."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+
+from sparkkit.config import HostConfig
+from sparkkit.facts import Container, split_sections
+
+CHAT_KINDS = ("chat",)  # the suites whose requests the TTFT and decode gates and the regression read
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    name: str
+    service: str  # "host" for host-wide gates
+    observed: str
+    threshold: str
+    passed: bool
+    why: str
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrashFacts:
+    service: str
+    status: str
+    health: str
+    restarts_before: int | None
+    restarts_after: int | None
+    oom_killed: bool
+    exit_code: int | None
+    signature_hits: tuple[str, ...]  # log lines that matched a crash signature
+    last_logs: tuple[str, ...]  # kept for the report when the service crashed
+
+    @property
+    def problems(self) -> list[str]:
+        out = []
+        if self.status == "missing":
+            out.append("container missing")
+        elif self.status != "running":
+            out.append(f"{self.status} (exit code {self.exit_code})")
+        if self.oom_killed:
+            out.append("OOM-killed")
+        if self.restarts_before is not None and self.restarts_after is not None \
+                and self.restarts_after > self.restarts_before:
+            out.append(f"restarted {self.restarts_after - self.restarts_before} time(s)")
+        if self.health == "unhealthy":
+            out.append("unhealthy after the suite")
+        if self.signature_hits:
+            out.append(f"crash signature in the logs: {self.signature_hits[0][:120]}")
+        return out
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "problems": self.problems}
+
+
+def parse_logs(text: str) -> dict[str, str]:
+    return {name[len("logs:"):]: body for name, body in split_sections(text).items() if name.startswith("logs:")}
+
+
+def crash_facts(*, services: list[str], before: dict[str, Container], after: dict[str, Container],
+                logs: dict[str, str], signatures: dict[str, tuple[str, ...]]) -> list[CrashFacts]:
+    out = []
+    for name in services:
+        a, b = after.get(name), before.get(name)
+        lines = logs.get(name, "").splitlines()
+        patterns = [re.compile(p, re.I) for p in signatures.get(name, ())]
+        hits = tuple(line for line in lines if any(p.search(line) for p in patterns))
+        if a is None or b is None:
+            after_restarts = a.restarts if a else None
+        elif a.id == b.id:
+            after_restarts = a.restarts
+        else:  # recreated during verification: that is a restart too
+            after_restarts = b.restarts + 1 + a.restarts
+        out.append(CrashFacts(
+            service=name, status=a.status if a else "missing", health=(a.health or "-") if a else "-",
+            restarts_before=b.restarts if b else None, restarts_after=after_restarts,
+            oom_killed=bool(a and a.oom_killed), exit_code=a.exit_code if a else None, signature_hits=hits,
+            last_logs=tuple(lines[-15:])))
+    return out
+
+
+def _measured(probe: dict, kinds=CHAT_KINDS) -> list[dict]:
+    return [r for res in probe["results"] if res["kind"] in kinds for r in res["records"]
+            if not r.get("warmup") and r.get("ok")]
+
+
+def service_metrics(probe: dict) -> dict:
+    """Pooled p50s over the measured requests of a service's chat suites (None without any)."""
+    records = _measured(probe)
+    ttft = [r["ttft_ms"] for r in records if r.get("ttft_ms") is not None]
+    decode = [r["decode_tok_s"] for r in records if r.get("decode_tok_s") is not None]
+    failed = sum(1 for res in probe["results"] for r in res["records"] if not r.get("warmup") and not r.get("ok"))
+    return {"ttft_p50_ms": statistics.median(ttft) if ttft else None,
+            "decode_tok_s_p50": statistics.median(decode) if decode else None,
+            "failed_requests": failed,
+            "accuracy": {res["suite"]: res["score"]["accuracy"] for res in probe["results"] if res.get("score")}}
+
+
+def _fmt(value, unit="") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def evaluate(*, cfg: HostConfig, probes: list[dict], headroom_gib: float | None, crashes: list[CrashFacts],
+             previous: dict | None) -> list[Gate]:
+    """Every gate: memory headroom, zero crashes, zero failed requests, per-service performance,
+    accuracy and quality, and no regression against the last release that passed on this host."""
+    hg = cfg.gates
+    gates: list[Gate] = []
+    if headroom_gib is None:
+        gates.append(Gate(name="memory headroom", service="host", observed="unknown",
+                          threshold=f">= {hg.min_headroom_gib:.1f} GiB", passed=False,
+                          why="the host's memory could not be read"))
+    else:
+        ok = headroom_gib >= hg.min_headroom_gib
+        gates.append(Gate(name="memory headroom", service="host", observed=f"{headroom_gib:.1f} GiB",
+                          threshold=f">= {hg.min_headroom_gib:.1f} GiB", passed=ok,
+                          why="enough memory left" if ok else
+                          f"{hg.min_headroom_gib - headroom_gib:.1f} GiB short after the probe suite"))
+    crashed = [c for c in crashes if c.problems]
+    gates.append(Gate(name="zero crashes", service="host", observed=str(len(crashed)),
+                      threshold=f"<= {hg.max_crashes}", passed=len(crashed) <= hg.max_crashes,
+                      why="; ".join(f"{c.service}: {', '.join(c.problems)}" for c in crashed) or "no crash"))
+    metrics = {p["service"]: service_metrics(p) for p in probes}
+    failed = sum(m["failed_requests"] for m in metrics.values())
+    gates.append(Gate(name="failed requests", service="host", observed=str(failed),
+                      threshold=f"<= {hg.max_failed_requests}", passed=failed <= hg.max_failed_requests,
+                      why=", ".join(f"{s}: {m['failed_requests']}" for s, m in metrics.items() if m["failed_requests"])
+                      or "every request succeeded"))
+    prev_metrics = (previous or {}).get("metrics", {})
+    for probe in probes:
+        name = probe["service"]
+        svc = cfg.service(name) if any(s.name == name for s in cfg.services) else None
+        if svc is None:
+            continue
+        g, m = svc.gates, metrics[name]
+        if g.ttft_p50_max_ms is not None and m["ttft_p50_ms"] is not None:
+            ok = m["ttft_p50_ms"] <= g.ttft_p50_max_ms
+            gates.append(Gate(name="TTFT p50", service=name, observed=_fmt(m["ttft_p50_ms"], " ms"),
+                              threshold=f"<= {g.ttft_p50_max_ms:.0f} ms", passed=ok,
+                              why="fast enough" if ok else "first tokens too slow"))
+        if g.decode_tok_s_p50_min is not None and m["decode_tok_s_p50"] is not None:
+            ok = m["decode_tok_s_p50"] >= g.decode_tok_s_p50_min
+            gates.append(Gate(name="decode tok/s p50", service=name, observed=_fmt(m["decode_tok_s_p50"], " tok/s"),
+                              threshold=f">= {g.decode_tok_s_p50_min:.0f} tok/s", passed=ok,
+                              why="fast enough" if ok else "decoding too slow"))
+        for suite, minimum in sorted(g.min_accuracy.items()):
+            res = next((r for r in probe["results"] if r["suite"] == suite and r.get("score")), None)
+            if res is None:
+                continue
+            score = res["score"]
+            ok = (score["accuracy"] or 0) >= minimum
+            failing = [r["case"] for r in res["summary"] if r.get("passed") is False]
+            gates.append(Gate(name=f"{suite} accuracy", service=name,
+                              observed=f"{score['passed']}/{score['total']} ({(score['accuracy'] or 0) * 100:.0f}%)",
+                              threshold=f">= {minimum * 100:.0f}%", passed=ok,
+                              why="accurate enough" if ok else f"failing: {', '.join(failing[:6])}"))
+        if g.quality:
+            quality = [q for q in probe["quality"] if q["gate"] != "every request succeeded"]
+            bad = [q for q in quality if q["passed"] < q["total"]]
+            if quality:
+                gates.append(Gate(name="quality gates", service=name,
+                                  observed=f"{len(quality) - len(bad)}/{len(quality)}", threshold="all pass",
+                                  passed=not bad, why="; ".join(f"{q['gate']}: {q['failures'][0]}" for q in bad)
+                                  or "all pass"))
+        prev = prev_metrics.get(name)
+        if prev and m["ttft_p50_ms"] is not None and prev.get("ttft_p50_ms"):
+            limit = prev["ttft_p50_ms"] * (1 + hg.regression_ttft_pct / 100)
+            ok = m["ttft_p50_ms"] <= limit
+            gates.append(Gate(name="no TTFT regression", service=name, observed=_fmt(m["ttft_p50_ms"], " ms"),
+                              threshold=f"<= {limit:.1f} ms (+{hg.regression_ttft_pct:.0f}% of "
+                                        f"{prev['ttft_p50_ms']:.1f} in {previous['release']})",
+                              passed=ok, why="no regression" if ok else "slower first token than the last pass"))
+        if prev and m["decode_tok_s_p50"] is not None and prev.get("decode_tok_s_p50"):
+            limit = prev["decode_tok_s_p50"] * (1 - hg.regression_decode_pct / 100)
+            ok = m["decode_tok_s_p50"] >= limit
+            gates.append(Gate(name="no decode regression", service=name,
+                              observed=_fmt(m["decode_tok_s_p50"], " tok/s"),
+                              threshold=f">= {limit:.1f} tok/s (-{hg.regression_decode_pct:.0f}% of "
+                                        f"{prev['decode_tok_s_p50']:.1f} in {previous['release']})",
+                              passed=ok, why="no regression" if ok else "slower decoding than the last pass"))
+    return gates

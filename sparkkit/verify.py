@@ -1,0 +1,166 @@
+"""deploy-and-verify and verify: probe the live release, read memory and crash facts, judge the
+gates, keep or roll back, and hand everything to the report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from sparkkit import commands as cmd
+from sparkkit.config import HostConfig
+from sparkkit.deploy import DeployFailed, HostOps, now_iso
+from sparkkit.errors import OperationError
+from sparkkit.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
+from sparkkit.memory import account, memory_facts_command, parse_memory_facts
+from sparkkit.probe.runner import probe_service
+from sparkkit.probe.suites import Suite
+from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
+from sparkkit.render import Release
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class Verification:
+    """Everything a report says about one run."""
+
+    host: str
+    action: str  # "deploy-and-verify" or "verify"
+    release: str | None
+    previous: str | None = None
+    started: str = field(default_factory=now_iso)
+    finished: str | None = None
+    deploy_message: str = ""
+    deploy_error: str | None = None
+    startup_s: dict = field(default_factory=dict)  # service -> seconds, or None when left running
+    settings: list = field(default_factory=list)
+    probes: list = field(default_factory=list)
+    memory: dict | None = None
+    crashes: list = field(default_factory=list)
+    gates: list = field(default_factory=list)
+    baseline: dict | None = None  # the last passing release's results on this host
+    metrics: dict = field(default_factory=dict)
+    passed: bool = False
+    decision: str = ""
+
+    def to_json(self) -> dict:
+        out = dict(self.__dict__)
+        out["gates"] = [g.to_json() if isinstance(g, Gate) else g for g in self.gates]
+        out["crashes"] = [c.to_json() if hasattr(c, "to_json") else c for c in self.crashes]
+        return out
+
+
+def effective_settings(cfg: HostConfig) -> list[dict]:
+    """What was measured: image, command with flags, environment; secret values masked."""
+    return [{"service": s.name, "image": s.image, "command": list(s.entrypoint or ()) + list(s.argv()),
+             "env": dict(s.env), "secret_env": {name: "********" for name, _ in s.secret_env}}
+            for s in cfg.services]
+
+
+def _read_baseline(ops: HostOps) -> dict | None:
+    text = ops.ex.run(cmd.read_last_pass(ops.cfg.root)).stdout
+    head, _, body = text.partition("\n")
+    if not head.strip() or not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) and data.get("release") == head.strip() else None
+
+
+def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verification, *, since_iso: str) -> None:
+    """Probe every service, then read crash and memory facts and judge the gates (fills ``run``)."""
+    before = {c.service: c for c in ops.containers()}
+    for svc, names in targets_for(cfg, suites):
+        if needs_tunnel(cfg):
+            base = f"http://127.0.0.1:{ops.ex.forward(svc.port, cfg.bind_address)}"
+        else:
+            base = f"http://{cfg.ssh.address}:{svc.port}"
+        ops.out(f"  probing {svc.name}: {', '.join(names)}")
+        run.probes.append(probe_service(make_target(svc, names, base), suites, out=lambda _: None))
+    after = {c.service: c for c in ops.containers()}
+    logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso), timeout_s=120).stdout)
+    run.crashes = crash_facts(services=[s.name for s in cfg.services], before=before, after=after,
+                              logs={k: ops.secrets.mask(v) for k, v in logs.items()},
+                              signatures={s.name: s.crash_signatures for s in cfg.services})
+    memory = None
+    try:
+        facts = parse_memory_facts(ops.ex.run(memory_facts_command(cfg.project), timeout_s=60).stdout)
+        memory = account(facts, gpu=cfg.gpu)
+        run.memory = memory.to_json()
+    except OperationError as exc:
+        run.memory = {"error": str(exc)}
+    run.baseline = _read_baseline(ops)
+    run.metrics = {p["service"]: service_metrics(p) for p in run.probes}
+    run.gates = evaluate(cfg=cfg, probes=run.probes, headroom_gib=memory.headroom_gib if memory else None,
+                         crashes=run.crashes, previous=run.baseline)
+    run.passed = all(g.passed for g in run.gates)
+
+
+def _store_results(ops: HostOps, run: Verification) -> None:
+    data = {"release": run.release, "passed": run.passed, "ts": now_iso(), "metrics": run.metrics}
+    ops.ex.run(cmd.write_results(ops.cfg.root, run.release, passed=run.passed),
+               stdin=json.dumps(data, indent=1).encode())
+
+
+def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], *,
+                      break_lock: bool = False) -> Verification:
+    cfg = ops.cfg
+    run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
+    run.settings = effective_settings(cfg)
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        outcome = ops.deploy(release, break_lock=break_lock)
+    except DeployFailed as exc:
+        run.deploy_error = str(exc)
+        run.decision = (f"deploy failed; restored {exc.restored}" if exc.restored
+                        else "deploy failed; nothing kept")
+        run.finished = now_iso()
+        return run
+    run.deploy_message = outcome.message
+    run.previous = outcome.previous if outcome.previous != release.id or not outcome.changed else None
+    run.startup_s = {s.name: (None if ops.ids_before.get(s.name) and s.name not in ops.startup_s
+                              else ops.startup_s.get(s.name)) for s in cfg.services}
+    ops.out(f"{cfg.name}: verifying release {release.id}")
+    measure(ops, cfg, suites, run, since_iso=since)
+    _store_results(ops, run)
+    failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]
+    ops.audit("verify", release.id, "pass" if run.passed else "fail", failed_gates=failed)
+    if run.passed:
+        run.decision = "kept"
+    elif not outcome.changed:
+        run.decision = "not rolled back: this release was already live before this run"
+    elif run.previous:
+        ops.out(f"{cfg.name}: gates failed ({', '.join(failed)}); rolling back to {run.previous}")
+        try:
+            ops.rollback(run.previous, break_lock=False)
+            run.decision = f"rolled back to {run.previous} (healthy)"
+        except OperationError as exc:
+            run.decision = f"ROLLBACK FAILED: {exc}"
+    elif cfg.gates.first_deploy_failure == "stop":
+        ops.out(f"{cfg.name}: gates failed on a first deploy; stopping it")
+        ops.down()
+        run.decision = "stopped: first deploy failed its gates (host left without a running stack)"
+    else:
+        run.decision = "kept running although it failed (first deploy, first_deploy_failure: keep)"
+    run.finished = now_iso()
+    return run
+
+
+def verify_only(ops: HostOps, suites: dict[str, Suite]) -> Verification:
+    cfg = ops.cfg
+    facts = ops.facts()
+    run = Verification(host=cfg.name, action="verify", release=facts.current_release)
+    run.settings = effective_settings(cfg)
+    if facts.current_release is None:
+        raise OperationError(f"{cfg.name}: no release is live; deploy first")
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    measure(ops, cfg, suites, run, since_iso=since)
+    failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]
+    ops.audit("verify", run.release, "pass" if run.passed else "fail", failed_gates=failed)
+    run.decision = "verified" if run.passed else "verification failed (nothing changed)"
+    run.finished = now_iso()
+    return run
