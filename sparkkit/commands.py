@@ -123,6 +123,11 @@ mkdir -p "$root" && printf '%s\\n' "$line" >> "$root/audit.log"
 """
 
 
+def clear_current(root: str) -> list[str]:
+    """No release is live any more (a first release stopped after failing its gates)."""
+    return ["rm", "-f", f"{root}/current"]
+
+
 def append_audit(root: str, line: str) -> list[str]:
     return _sh(AUDIT_SCRIPT, root, line)
 

@@ -4,7 +4,7 @@ gates, keep or roll back, and hand everything to the report."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -90,7 +90,7 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verifi
     try:
         facts = parse_memory_facts(ops.ex.run(memory_facts_command(cfg.project), timeout_s=60).stdout)
         memory = account(facts, gpu=cfg.gpu)
-        run.memory = memory.to_json()
+        run.memory = asdict(memory)
     except OperationError as exc:
         run.memory = {"error": str(exc)}
     run.baseline = _read_baseline(ops)
@@ -143,6 +143,7 @@ def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], 
     elif cfg.gates.first_deploy_failure == "stop":
         ops.out(f"{cfg.name}: gates failed on a first deploy; stopping it")
         ops.down()
+        ops.ex.run(cmd.clear_current(cfg.root))
         run.decision = "stopped: first deploy failed its gates (host left without a running stack)"
     else:
         run.decision = "kept running although it failed (first deploy, first_deploy_failure: keep)"

@@ -1,0 +1,146 @@
+"""deploy-and-verify against the rehearsal host: keep on pass, roll back on each kind of failure,
+leave a first failed deploy clean, and a report whose numbers are the records'. Each test checks
+what runs on the host afterwards."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from sparkkit.cli import main
+
+from .conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+FAST = {"SIM_TTFT_MS": "10", "SIM_DECODE_TOK_S": "2000"}
+
+
+def verify(stack, capsys, *extra):
+    code = main(stack.args("deploy-and-verify", "--reports-dir", str(stack.dir / "reports"), *extra))
+    out, err = capsys.readouterr()
+    latest = stack.dir / "reports" / "rehearsal" / "latest"
+    report = json.loads((latest / "report.json").read_text())
+    return code, out, err, report, latest
+
+
+def env_of(stack, service) -> list[str]:
+    return stack.containers()[service]["Config"]["Env"]
+
+
+def failed_gates(report) -> set[tuple[str, str]]:
+    return {(g["service"], g["name"]) for g in report["gates"] if not g["passed"]}
+
+
+@pytest.fixture(scope="module")
+def good(stack):
+    for name in ("vllm-annie", "vllm-nemotron"):
+        stack.set_service(name, env=FAST)
+    return stack
+
+
+def test_all_gates_pass_and_the_release_is_kept(good, capsys):
+    code, out, err, report, latest = verify(good, capsys)
+    assert code == 0, out + err
+    assert out.splitlines()[0].startswith("PASS — release")  # the verdict comes first
+    assert report["passed"] and report["decision"] == "kept"
+    assert good.current() == report["release"]
+    assert set(good.containers()) == {"vllm-annie", "vllm-nemotron", "ollama", "searxng", "context-engine",
+                                      "audio-pipeline"}
+    md = (latest / "report.md").read_text()
+    assert md.splitlines()[2].startswith("**PASS")
+    for section in ("## Gates", "## Memory Profile", "## Startup Time", "## Crash Facts", "## Effective Settings",
+                    "Latency & Throughput (standard)", "Tool Calling (tools): 16/16", "![TTFT p50 per turn]"):
+        assert section in md, section
+    assert (latest / "ttft-per-turn.svg").read_text().startswith("<svg")
+    assert (latest / "memory.svg").read_text().startswith("<svg")
+    # the report's numbers are the records' numbers
+    nemo = next(p for p in report["probes"] if p["service"] == "vllm-nemotron")
+    ttfts = [r["ttft_ms"] for res in nemo["results"] if res["kind"] == "chat" for r in res["records"]
+             if not r["warmup"] and r["ok"]]
+    assert report["metrics"]["vllm-nemotron"]["ttft_p50_ms"] == pytest.approx(statistics.median(ttfts))
+    gate = next(g for g in report["gates"] if g["service"] == "vllm-nemotron" and g["name"] == "TTFT p50")
+    assert gate["observed"] == f"{statistics.median(ttfts):.1f} ms"
+    standard = next(res for res in nemo["results"] if res["suite"] == "standard")
+    greeting = [r["ttft_ms"] for r in standard["records"] if r["case"] == "simple_greeting" and not r["warmup"]]
+    assert f"| simple_greeting | {statistics.median(greeting):.0f} ms" in md
+    # results kept on the host for the next regression check
+    assert (good.root / "results" / "last-pass").read_text().strip() == report["release"]
+    assert "SECRET" not in md or "********" in md
+    entry = good.audit()[-1]
+    assert entry["action"] == "verify" and entry["result"] == "pass"
+
+
+def _rolled_back(stack, report, before):
+    assert report["decision"] == f"rolled back to {before} (healthy)"
+    assert stack.current() == before
+    containers = stack.containers()
+    assert all(c["State"]["Status"] == "running" and c["State"]["Health"]["Status"] == "healthy"
+               for c in containers.values())
+
+
+def test_a_crash_during_the_suite_rolls_back(good, capsys):
+    before = good.current()
+    good.set_service("vllm-annie", env={"SIM_EXIT_AFTER_REQUESTS": "30"})
+    code, out, err, report, _ = verify(good, capsys)
+    good.set_service("vllm-annie", env={"SIM_EXIT_AFTER_REQUESTS": ""})
+    assert code == 1 and out.startswith("FAIL")
+    assert ("host", "zero crashes") in failed_gates(report)
+    crash = next(c for c in report["crashes"] if c["service"] == "vllm-annie")
+    assert any("restarted" in p or "crash signature" in p for p in crash["problems"])
+    _rolled_back(good, report, before)
+    assert not any(e.startswith("SIM_EXIT_AFTER_REQUESTS=3") for e in env_of(good, "vllm-annie"))
+
+
+def test_memory_beyond_the_headroom_rolls_back(good, capsys):
+    before = good.current()
+    with open("/proc/meminfo") as fh:
+        avail_gib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable")) / 1024 / 1024
+    # the gate sits 0.5 GiB under what is free now; the new release takes 1.5 GiB more
+    good.set_service("context-engine", env={"SIM_MEMORY_MIB": "1536"})
+    code, out, err, report, _ = verify(good, capsys, "-e", f"gates.min_headroom_gib={avail_gib - 0.5:.2f}")
+    good.set_service("context-engine", env={"SIM_MEMORY_MIB": "0"})
+    assert code == 1
+    assert failed_gates(report) == {("host", "memory headroom")}
+    row = next(r for r in report["memory"]["services"] if r["service"] == "context-engine")
+    assert row["used_mib"] >= 1536
+    _rolled_back(good, report, before)
+
+
+def test_decode_slower_than_its_gate_rolls_back(good, capsys):
+    before = good.current()
+    good.set_service("vllm-nemotron", env={"SIM_DECODE_TOK_S": "400"})
+    code, out, err, report, _ = verify(good, capsys, "-e", "services.vllm-nemotron.gates.decode_tok_s_p50_min=1000")
+    good.set_service("vllm-nemotron", env=FAST)
+    assert code == 1
+    assert ("vllm-nemotron", "decode tok/s p50") in failed_gates(report)
+    _rolled_back(good, report, before)
+    assert "SIM_DECODE_TOK_S=2000" in env_of(good, "vllm-nemotron")
+
+
+def test_a_regression_against_the_last_pass_rolls_back(good, capsys):
+    before = good.current()
+    good.set_service("vllm-nemotron", env={"SIM_TTFT_MS": "60"})  # well within 300 ms, but 6x the last pass
+    code, out, err, report, _ = verify(good, capsys)
+    good.set_service("vllm-nemotron", env=FAST)
+    assert code == 1
+    assert failed_gates(report) == {("vllm-nemotron", "no TTFT regression")}
+    assert report["baseline"]["release"] == before
+    _rolled_back(good, report, before)
+
+
+def test_a_first_deploy_that_fails_leaves_the_host_clean(good, tmp_path_factory, capsys):
+    fresh = Stack(tmp_path_factory.mktemp("first"))
+    try:
+        for name in ("vllm-annie", "vllm-nemotron"):
+            fresh.set_service(name, env=FAST)
+        code, out, err, report, _ = verify(fresh, capsys, "-e",
+                                           "services.vllm-nemotron.gates.decode_tok_s_p50_min=1000000")
+        assert code == 1 and "stopped: first deploy failed its gates" in report["decision"]
+        assert fresh.containers() == {}
+        assert fresh.current() is None
+        assert not (fresh.root / "results" / "last-pass").exists()
+    finally:
+        fresh.cleanup()
