@@ -120,6 +120,11 @@ def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], 
                         else "deploy failed; nothing kept")
         run.finished = now_iso()
         return run
+    except OperationError as exc:  # preflight, lock, image pull: nothing running was changed
+        run.deploy_error = str(exc)
+        run.decision = "deploy refused before anything running was changed"
+        run.finished = now_iso()
+        return run
     run.deploy_message = outcome.message
     run.previous = outcome.previous if outcome.previous != release.id or not outcome.changed else None
     run.startup_s = {s.name: (None if ops.ids_before.get(s.name) and s.name not in ops.startup_s

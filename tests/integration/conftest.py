@@ -57,7 +57,7 @@ def docker(*args: str) -> str:
 class Stack:
     """A project copy aimed at the rehearsal host, and ways to look at the host directly."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, port_offset: int = 0):
         self.dir = base / "project"
         for name in ("inventory", "roles", "templates"):
             shutil.copytree(REPO / name, self.dir / name)
@@ -73,10 +73,19 @@ class Stack:
             "ssh_known_hosts_file": str(TESTBED / "ssh" / "known_hosts"),
             "secrets_file": None,
         })
-        for name, port in PORTS.items():
+        self.ports = {name: port + port_offset for name, port in PORTS.items()}
+        for name, port in self.ports.items():
             data["services"][name]["port"] = port
             data["services"][name]["container_port"] = INNER[name]
         data["services"]["ollama"]["volumes"] = []  # no named volume left behind
+        host_vars.write_text(yaml.safe_dump(data))
+
+    def set_host(self, **values) -> None:
+        """Change host-level settings in this stack's host_vars (mappings merge one level deep)."""
+        host_vars = self.dir / "inventory" / "host_vars" / "rehearsal.yml"
+        data = yaml.safe_load(host_vars.read_text())
+        for key, value in values.items():
+            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
         host_vars.write_text(yaml.safe_dump(data))
 
     def set_service(self, name: str, **values) -> None:

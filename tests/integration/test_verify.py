@@ -5,6 +5,7 @@ what runs on the host afterwards."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import pytest
@@ -15,7 +16,8 @@ from .conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-FAST = {"SIM_TTFT_MS": "10", "SIM_DECODE_TOK_S": "2000"}
+# fast enough for CI, slow enough to measure steadily on a shared 2-core machine
+FAST = {"SIM_TTFT_MS": "50", "SIM_DECODE_TOK_S": "1000"}
 
 
 def verify(stack, capsys, *extra):
@@ -34,11 +36,17 @@ def failed_gates(report) -> set[tuple[str, str]]:
     return {(g["service"], g["name"]) for g in report["gates"] if not g["passed"]}
 
 
-@pytest.fixture(scope="module")
-def good(stack):
+def prepare(stack):
     for name in ("vllm-annie", "vllm-nemotron"):
         stack.set_service(name, env=FAST)
+    # regression gates loose enough for this machine's noise; the regression test goes well past them
+    stack.set_host(gates={"regression_ttft_pct": 50, "regression_decode_pct": 50})
     return stack
+
+
+@pytest.fixture(scope="module")
+def good(stack):
+    return prepare(stack)
 
 
 def test_all_gates_pass_and_the_release_is_kept(good, capsys):
@@ -65,12 +73,15 @@ def test_all_gates_pass_and_the_release_is_kept(good, capsys):
     assert gate["observed"] == f"{statistics.median(ttfts):.1f} ms"
     standard = next(res for res in nemo["results"] if res["suite"] == "standard")
     greeting = [r["ttft_ms"] for r in standard["records"] if r["case"] == "simple_greeting" and not r["warmup"]]
-    assert f"| simple_greeting | {statistics.median(greeting):.0f} ms" in md
+    assert re.search(rf"\| simple_greeting\s+\| {statistics.median(greeting):.0f} ms", md)
     # results kept on the host for the next regression check
     assert (good.root / "results" / "last-pass").read_text().strip() == report["release"]
     assert "SECRET" not in md or "********" in md
     entry = good.audit()[-1]
     assert entry["action"] == "verify" and entry["result"] == "pass"
+    # the other scenarios need only the standard suite (it does not change the release)
+    for name in ("vllm-annie", "vllm-nemotron"):
+        good.set_service(name, probe_suites=["standard"])
 
 
 def _rolled_back(stack, report, before):
@@ -111,18 +122,18 @@ def test_memory_beyond_the_headroom_rolls_back(good, capsys):
 
 def test_decode_slower_than_its_gate_rolls_back(good, capsys):
     before = good.current()
-    good.set_service("vllm-nemotron", env={"SIM_DECODE_TOK_S": "400"})
+    good.set_service("vllm-nemotron", env={"SIM_DECODE_TOK_S": "600"})  # below the gate, above 50% of 1000
     code, out, err, report, _ = verify(good, capsys, "-e", "services.vllm-nemotron.gates.decode_tok_s_p50_min=1000")
     good.set_service("vllm-nemotron", env=FAST)
     assert code == 1
     assert ("vllm-nemotron", "decode tok/s p50") in failed_gates(report)
     _rolled_back(good, report, before)
-    assert "SIM_DECODE_TOK_S=2000" in env_of(good, "vllm-nemotron")
+    assert "SIM_DECODE_TOK_S=1000" in env_of(good, "vllm-nemotron")
 
 
 def test_a_regression_against_the_last_pass_rolls_back(good, capsys):
     before = good.current()
-    good.set_service("vllm-nemotron", env={"SIM_TTFT_MS": "60"})  # well within 300 ms, but 6x the last pass
+    good.set_service("vllm-nemotron", env={"SIM_TTFT_MS": "150"})  # well within 300 ms, but 3x the last pass
     code, out, err, report, _ = verify(good, capsys)
     good.set_service("vllm-nemotron", env=FAST)
     assert code == 1
@@ -132,10 +143,9 @@ def test_a_regression_against_the_last_pass_rolls_back(good, capsys):
 
 
 def test_a_first_deploy_that_fails_leaves_the_host_clean(good, tmp_path_factory, capsys):
-    fresh = Stack(tmp_path_factory.mktemp("first"))
+    fresh = Stack(tmp_path_factory.mktemp("first"), port_offset=100)
     try:
-        for name in ("vllm-annie", "vllm-nemotron"):
-            fresh.set_service(name, env=FAST)
+        prepare(fresh)
         code, out, err, report, _ = verify(fresh, capsys, "-e",
                                            "services.vllm-nemotron.gates.decode_tok_s_p50_min=1000000")
         assert code == 1 and "stopped: first deploy failed its gates" in report["decision"]
