@@ -80,7 +80,7 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verifi
         else:
             base = f"http://{cfg.ssh.address}:{svc.port}"
         ops.out(f"  probing {svc.name}: {', '.join(names)}")
-        run.probes.append(probe_service(make_target(svc, names, base), suites, out=lambda _: None))
+        run.probes.append(probe_service(make_target(svc, names, base), suites, out=lambda line: ops.out("  " + line)))
     after = {c.service: c for c in ops.containers()}
     logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso), timeout_s=120).stdout)
     run.crashes = crash_facts(services=[s.name for s in cfg.services], before=before, after=after,

@@ -36,9 +36,11 @@ def failed_gates(report) -> set[tuple[str, str]]:
     return {(g["service"], g["name"]) for g in report["gates"] if not g["passed"]}
 
 
-def prepare(stack):
+def prepare(stack, suites=None):
     for name in ("vllm-annie", "vllm-nemotron"):
         stack.set_service(name, env=FAST)
+        if suites:
+            stack.set_service(name, probe_suites=suites)
     # regression gates loose enough for this machine's noise; the regression test goes well past them
     stack.set_host(gates={"regression_ttft_pct": 50, "regression_decode_pct": 50})
     return stack
@@ -145,7 +147,7 @@ def test_a_regression_against_the_last_pass_rolls_back(good, capsys):
 def test_a_first_deploy_that_fails_leaves_the_host_clean(good, tmp_path_factory, capsys):
     fresh = Stack(tmp_path_factory.mktemp("first"), port_offset=100)
     try:
-        prepare(fresh)
+        prepare(fresh, suites=["standard"])
         code, out, err, report, _ = verify(fresh, capsys, "-e",
                                            "services.vllm-nemotron.gates.decode_tok_s_p50_min=1000000")
         assert code == 1 and "stopped: first deploy failed its gates" in report["decision"]
