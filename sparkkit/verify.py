@@ -127,7 +127,9 @@ def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], 
         return run
     run.deploy_message = outcome.message
     run.previous = outcome.previous if outcome.previous != release.id or not outcome.changed else None
-    run.startup_s = {s.name: (None if ops.ids_before.get(s.name) and s.name not in ops.startup_s
+    now_ids = {c.service: c.id for c in ops.containers()}
+    # None: the same container as before the deploy (not restarted, nothing to time)
+    run.startup_s = {s.name: (None if now_ids.get(s.name) == ops.ids_before.get(s.name)
                               else ops.startup_s.get(s.name)) for s in cfg.services}
     ops.out(f"{cfg.name}: verifying release {release.id}")
     measure(ops, cfg, suites, run, since_iso=since)
