@@ -86,6 +86,23 @@ def test_all_gates_pass_and_the_release_is_kept(good, capsys):
         good.set_service(name, probe_suites=["standard"])
 
 
+def test_verify_judges_the_running_release_and_changes_nothing(good, capsys):
+    before = {name: c["Id"] for name, c in good.containers().items()}
+    release = good.current()
+    code = main(good.args("verify", "--reports-dir", str(good.dir / "reports")))
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    report = json.loads((good.dir / "reports" / "rehearsal" / "latest" / "report.json").read_text())
+    assert report["action"] == "verify" and report["passed"] and report["release"] == release
+    assert {name: c["Id"] for name, c in good.containers().items()} == before and good.current() == release
+    # a failing gate makes verify exit 1, still without touching anything
+    code = main(good.args("verify", "--reports-dir", str(good.dir / "reports"),
+                          "-e", "services.vllm-nemotron.gates.ttft_p50_max_ms=1"))
+    out, _ = capsys.readouterr()
+    assert code == 1 and out.startswith("FAIL") and "vllm-nemotron/TTFT p50" in out
+    assert {name: c["Id"] for name, c in good.containers().items()} == before and good.current() == release
+
+
 def _rolled_back(stack, report, before):
     assert report["decision"] == f"rolled back to {before} (healthy)"
     assert stack.current() == before
