@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-W, H, LEFT, RIGHT, TOP, BOTTOM = 720, 360, 70, 180, 40, 50
+W, H, LEFT, RIGHT, TOP, BOTTOM = 800, 360, 70, 240, 40, 50
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 

@@ -106,3 +106,18 @@ def test_crash_facts():
 def test_service_metrics_pool_measured_chat_records():
     m = service_metrics(chat_probe("x", ttft=100.0, decode=40.0, failed=2))
     assert m == {"ttft_p50_ms": 100.0, "decode_tok_s_p50": 40.0, "failed_requests": 2, "accuracy": {"tools": 1.0}}
+
+
+def test_charts_are_svg_with_every_series():
+    from xml.etree import ElementTree
+
+    from sparkkit.charts import bar_chart, line_chart
+
+    svg = line_chart({"a (ten_turns)": [(1, 100.0), (2, 150.0), (3, None)], "b": [(1, 90.0)]},
+                     title="TTFT", x_label="turn", y_label="ms")
+    root = ElementTree.fromstring(svg)
+    assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2
+    assert "a (ten_turns)" in svg
+    bars = ElementTree.fromstring(bar_chart([("x", 1.5), ("y", 0.5)], title="Memory", y_label="GiB",
+                                            line=("headroom 3.0 GiB", 3.0)))
+    assert len([r for r in bars.iter("{http://www.w3.org/2000/svg}rect") if r.get("fill") != "white"]) == 2
