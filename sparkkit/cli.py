@@ -212,21 +212,11 @@ def run_verification(args, ops, release: Release) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     secrets = Secrets({})
-    if args.command == "probe":
-        from sparkkit.probe.command import run_probe
-
-        try:
-            return run_probe(args, say=_say)
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_INPUT
-        except OperationError as exc:
-            print(f"FAILED: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
     try:
+        if args.command == "probe":
+            from sparkkit.probe.command import run_probe
+
+            return run_probe(args, say=_say)
         cfg, secrets, release = load(args)
         if args.command == "render":
             return cmd_render(args, cfg, secrets, release)

@@ -96,6 +96,10 @@ def chat_payload(model: str | None, messages: list[dict], *, thinking: bool | No
     return payload
 
 
+def _messages(system: str | None, prompt: str) -> list[dict]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
 def _chat_row(case: str, records: list[ChatRecord], **extra) -> dict:
     ok = [r for r in records if r.ok]
     tokens = [r.completion_tokens for r in ok]
@@ -118,9 +122,7 @@ def run_chat(s: Session, suite: Suite) -> SuiteResult:
     warmups, runs = suite.get("warmups", 2), suite.get("runs", 5)
     system = suite.get("system")
     for case in suite.get("cases"):
-        messages = ([{"role": "system", "content": system}] if system else []) + \
-                   [{"role": "user", "content": case["prompt"]}]
-        payload = chat_payload(s.target.model, messages, thinking=thinking,
+        payload = chat_payload(s.target.model, _messages(system, case["prompt"]), thinking=thinking,
                                max_tokens=case.get("max_tokens", suite.get("max_tokens", 256)))
         measured = []
         for i in range(warmups + runs):
@@ -171,9 +173,7 @@ def run_tools(s: Session, suite: Suite) -> SuiteResult:
     system = suite.get("system")
     passed = 0
     for case in suite.get("cases"):
-        messages = ([{"role": "system", "content": system}] if system else []) + \
-                   [{"role": "user", "content": case["prompt"]}]
-        record = s.chat(chat_payload(s.target.model, messages, thinking=suite.get("thinking"),
+        record = s.chat(chat_payload(s.target.model, _messages(system, case["prompt"]), thinking=suite.get("thinking"),
                                      max_tokens=suite.get("max_tokens", 256), tools=tools))
         expect = None if case.get("expect") in (None, "none") else case["expect"]
         verdict = score_tool_call(record, expect, tools)
@@ -196,7 +196,7 @@ def run_extraction(s: Session, suite: Suite) -> SuiteResult:
     min_recall = suite.get("min_recall", 0.8)
     for case in suite.get("cases"):
         prompt = f"{suite.get('instruction', '').strip()}\n\nTranscript:\n{case['transcript']}"
-        record = s.chat(chat_payload(s.target.model, [{"role": "user", "content": prompt}],
+        record = s.chat(chat_payload(s.target.model, _messages(None, prompt),
                                      thinking=suite.get("thinking"), max_tokens=suite.get("max_tokens", 400)))
         score = score_extraction(record, case.get("expect") or {})
         ok = score.valid_json and score.recall >= min_recall
