@@ -31,53 +31,63 @@ def _first_error(row: dict) -> str:
 
 
 def service_tables(probe: dict, fmt: str = "simple", level: str = "###") -> str:
-    parts = [f"{'==' if fmt == 'simple' else '##'} {probe['service']} ({probe['base_url']}, model {probe['model'] or '-'}) — "
-             f"round trip p50 {_ms(_p50(probe['rtt_ms']))}{' ==' if fmt == 'simple' else ''}"]
+    """One service's tables; ``fmt`` is a tabulate format ("github" for the markdown report)."""
+    title = (f"{probe['service']} ({probe['base_url']}, model {probe['model'] or '-'}) — "
+             f"round trip p50 {_ms(_p50(probe['rtt_ms']))}")
+    parts = [f"== {title} ==" if fmt == "simple" else f"## {title}"]
+
+    def section(heading: str, table: list, head: list[str]) -> None:
+        gap = "\n" if fmt == "simple" else "\n\n"  # markdown wants a blank line before a table
+        parts.append(f"\n{level} {heading}{gap}" + tabulate(table, head, tablefmt=fmt))
+
     for res in probe["results"]:
-        kind, rows = res["kind"], res["summary"]
+        kind, rows, suite = res["kind"], res["summary"], res["suite"]
         if kind == "chat":
             table = [[r["case"], _ms(_p50(r["ttft_ms"])), _ms((r["ttft_ms"] or {}).get("p90")),
                       _ms(_p50(r["ttfo_ms"])), _rate(_p50(r["decode_tok_s"])), _rate(_p50(r["e2e_tok_s"])),
                       _tokens(r["completion_tokens"]), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
-            head = ["Test", "TTFT p50", "TTFT p90", "TTFO p50", "decode tok/s p50", "e2e tok/s p50", "tokens p50",
-                    "ok", "error"]
-            parts.append(f"\n{level} Latency & Throughput ({res['suite']})\n" + tabulate(table, head, tablefmt=fmt))
+            section(f"Latency & Throughput ({suite})", table,
+                    ["Test", "TTFT p50", "TTFT p90", "TTFO p50", "decode tok/s p50", "e2e tok/s p50", "tokens p50",
+                     "ok", "error"])
         elif kind == "conversation":
             table = [[r["case"], f"Turn {r['turn']}", _ms(_p50(r["ttft_ms"])), _ms(_p50(r["ttfo_ms"])),
-                      "baseline" if r["turn"] == 1 else ("-" if r["growth_pct"] is None else f"{r['growth_pct']:+.0f}%"),
-                      f"{r['ok']}/{r['n']}"] for r in rows]
-            parts.append(f"\n{level} Multi-turn TTFT Scaling ({res['suite']})\n"
-                         + tabulate(table, ["Conversation", "Turn", "TTFT p50", "TTFO p50", "Growth", "ok"], tablefmt=fmt))
+                      _growth(r), f"{r['ok']}/{r['n']}"] for r in rows]
+            section(f"Multi-turn TTFT Scaling ({suite})", table,
+                    ["Conversation", "Turn", "TTFT p50", "TTFO p50", "Growth", "ok"])
         elif kind == "tools":
             score = res["score"]
             table = [[r["case"], "pass" if r["passed"] else "FAIL", r["expected"], r["called"] or "-", r["reason"]]
                      for r in rows]
-            parts.append(f"\n{level} Tool Calling ({res['suite']}): {score['passed']}/{score['total']} "
-                         f"({score['accuracy'] * 100:.0f}%)\n"
-                         + tabulate(table, ["Case", "Result", "Expected", "Called", "Why"], tablefmt=fmt))
+            section(f"Tool Calling ({suite}): {score['passed']}/{score['total']} ({score['accuracy'] * 100:.0f}%)",
+                    table, ["Case", "Result", "Expected", "Called", "Why"])
         elif kind == "extraction":
             table = [[r["case"], "pass" if r["passed"] else "FAIL", "yes" if r["valid_json"] else "no",
                       f"{r['found']}/{r['expected']} ({r['recall'] * 100:.0f}%)", r["reason"]] for r in rows]
-            parts.append(f"\n{level} Entity Extraction ({res['suite']})\n"
-                         + tabulate(table, ["Case", "Result", "Valid JSON", "Recall", "Note"], tablefmt=fmt))
+            section(f"Entity Extraction ({suite})", table, ["Case", "Result", "Valid JSON", "Recall", "Note"])
         elif kind == "embeddings":
             table = [[r["case"][:40], ",".join(map(str, r["dimension"])) or "-",
                       "yes" if r["deterministic"] else "no", "yes" if r["distinct"] else "no",
                       _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
-            parts.append(f"\n{level} Embeddings ({res['suite']})\n" + tabulate(table, ["Text", "Dimension", "Deterministic", "Distinct", "Latency p50", "ok", "error"], tablefmt=fmt))
+            section(f"Embeddings ({suite})", table,
+                    ["Text", "Dimension", "Deterministic", "Distinct", "Latency p50", "ok", "error"])
         elif kind == "websearch":
             table = [[r["case"], r["results_min"], _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}",
                       _first_error(r)] for r in rows]
-            parts.append(f"\n{level} Web Search ({res['suite']})\n"
-                         + tabulate(table, ["Query", "Results (min)", "Latency p50", "ok", "error"], tablefmt=fmt))
+            section(f"Web Search ({suite})", table, ["Query", "Results (min)", "Latency p50", "ok", "error"])
         elif kind == "health":
             table = [[r["case"], _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
-            parts.append(f"\n{level} Health\n" + tabulate(table, ["Endpoint", "Latency p50", "ok", "error"], tablefmt=fmt))
+            section("Health", table, ["Endpoint", "Latency p50", "ok", "error"])
     if probe["quality"]:
         table = [[g["gate"], f"{g['passed']}/{g['total']}", "pass" if g["passed"] == g["total"] else "FAIL",
                   (g["failures"][0][:80] if g["failures"] else "")] for g in probe["quality"]]
-        parts.append(f"\n{level} Quality Gates\n" + tabulate(table, ["Gate", "Passed", "Result", "First failure"], tablefmt=fmt))
+        section("Quality Gates", table, ["Gate", "Passed", "Result", "First failure"])
     return "\n".join(parts)
+
+
+def _growth(row: dict) -> str:
+    if row["turn"] == 1:
+        return "baseline"
+    return "-" if row["growth_pct"] is None else f"{row['growth_pct']:+.0f}%"
 
 
 def render_probe(probes: list[dict]) -> str:
