@@ -98,7 +98,19 @@ class HostOps:
         self.secrets = secrets or Secrets({})
         self.sleep = sleep
         self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
+        self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
         self.ids_before: dict[str, str] = {}  # service -> container id before this run
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage and count its SSH round trips (for the report and `make bench`)."""
+        start, trips = time.perf_counter(), getattr(self.ex, "round_trips", 0)
+        try:
+            yield
+        finally:
+            entry = self.stages.setdefault(name, {"seconds": 0.0, "round_trips": 0})
+            entry["seconds"] += time.perf_counter() - start
+            entry["round_trips"] += getattr(self.ex, "round_trips", 0) - trips
+
     # -- facts -------------------------------------------------------------------------------
     def facts(self, images: list[str] = ()) -> HostFacts:
         result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images)), timeout_s=60)
@@ -126,7 +138,8 @@ class HostOps:
         token = uuid.uuid4().hex
         info = json.dumps({"who": who(), "since": now_iso(), "action": action, "release": release,
                            "token": token})
-        result = self.ex.run(cmd.acquire_lock(self.cfg.root, info, break_lock=break_lock))
+        with self.stage("lock"):
+            result = self.ex.run(cmd.acquire_lock(self.cfg.root, info, break_lock=break_lock))
         acquired, holder = parse_lock(result.stdout)
         if not acquired:
             raise LockHeld(
@@ -139,7 +152,8 @@ class HostOps:
             yield
         finally:
             try:
-                self.ex.run(cmd.release_lock(self.cfg.root, token), check=False)
+                with self.stage("lock"):
+                    self.ex.run(cmd.release_lock(self.cfg.root, token), check=False)
             except OperationError as exc:
                 self.out(f"{self.cfg.name}: WARNING: could not release the lock ({exc}); "
                          f"the next run needs --break-lock")
@@ -159,11 +173,13 @@ class HostOps:
         for i, wave in enumerate(start_waves(specs)):
             self.out(f"  starting {', '.join(wave)}")
             try:
-                self.ex.run(cmd.compose_up(self.cfg.project, compose_file, wave, remove_orphans=(i == 0)),
-                            timeout_s=900)
+                with self.stage("compose up"):
+                    self.ex.run(cmd.compose_up(self.cfg.project, compose_file, wave, remove_orphans=(i == 0)),
+                                timeout_s=900)
             except OperationError as exc:
                 return False, wave[0] if len(wave) == 1 else None, f"docker compose up failed: {exc}"
-            failed = self.wait_ready([s for s in specs if s.name in wave])
+            with self.stage("health wait"):
+                failed = self.wait_ready([s for s in specs if s.name in wave])
             if failed:
                 return False, failed[0], failed[1]
         return True, None, ""
@@ -211,7 +227,8 @@ class HostOps:
         specs = specs_of(release, cfg)
         images = sorted({s.image for s in specs})
         archive = release_archive(release, cfg)
-        facts = self.facts(images)
+        with self.stage("preflight"):
+            facts = self.facts(images)
         self.ids_before = {c.service: c.id for c in facts.containers}
         problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
                                       release_bytes=len(archive))
@@ -220,22 +237,26 @@ class HostOps:
         if problems:
             raise OperationError(f"{cfg.name}: preflight failed, nothing was changed:\n  - " + "\n  - ".join(problems))
         if is_noop(facts, release.id, specs):
-            self.audit("deploy", release.id, "noop")
+            with self.stage("audit"):
+                self.audit("deploy", release.id, "noop")
             return Outcome(action="deploy", release=release.id, changed=False, previous=release.id,
                            message=f"{cfg.name}: release {release.id} is already current and healthy; nothing restarted")
         previous = facts.current_release
         with self.locked("deploy", release.id, break_lock=break_lock):
             if release.id not in facts.releases:
                 self.out(f"  uploading release {release.id} ({len(archive) // 1024 + 1} KiB)")
-                self.ex.run(cmd.install_release(cfg.root, release.id), stdin=archive, timeout_s=300)
-            self.ensure_images("deploy", release.id, sorted(facts.images_missing))
+                with self.stage("upload"):
+                    self.ex.run(cmd.install_release(cfg.root, release.id), stdin=archive, timeout_s=300)
+            with self.stage("pull"):
+                self.ensure_images("deploy", release.id, sorted(facts.images_missing))
             ok, service, why = self.activate(release.id, specs)
             if ok:
                 keep = prune_candidates(list(facts.releases), cfg.keep_releases,
                                         {release.id} | ({previous} if previous else set()))
-                self.ex.run(chain(cmd.switch_current(cfg.root, release.id),
-                                  self.audit_argv("deploy", release.id, "ok", previous=previous),
-                                  cmd.prune_releases(cfg.root, keep)))
+                with self.stage("switch"):
+                    self.ex.run(chain(cmd.switch_current(cfg.root, release.id),
+                                      self.audit_argv("deploy", release.id, "ok", previous=previous),
+                                      cmd.prune_releases(cfg.root, keep)))
                 was = "restarted" if previous == release.id else f"previous: {previous or 'none'}"
                 return Outcome(action="deploy", release=release.id, changed=True, previous=previous,
                                message=f"{cfg.name}: release {release.id} is live ({was})")

@@ -120,6 +120,11 @@ def render_markdown(run: Verification, charts: dict[str, str]) -> str:
         out += ["", "## TTFT per turn", "", "![TTFT p50 per turn](ttft-per-turn.svg)"]
     for probe in run.probes:
         out += ["", service_tables(probe, fmt=FMT, level="###")]
+    if run.stages:
+        rows = [[name, f"{st['seconds']:.2f} s", st["round_trips"]] for name, st in run.stages.items()]
+        total = sum(st["seconds"] for st in run.stages.values())
+        out += ["", f"## Time to Verdict ({total:.1f} s in the stages below)", "",
+                tabulate(rows, ["stage", "time", "SSH round trips"], tablefmt=FMT)]
     if run.settings:
         rows = [[s["service"], s["image"], " ".join(s["command"]) or "(image default)",
                  ", ".join(f"{k}={v}" for k, v in {**s["env"], **s["secret_env"]}.items()) or "-"]

@@ -44,6 +44,7 @@ class Verification:
     metrics: dict = field(default_factory=dict)
     passed: bool = False
     decision: str = ""
+    stages: dict = field(default_factory=dict)  # stage -> {"seconds", "round_trips"}
 
     def to_json(self) -> dict:
         out = dict(self.__dict__)
@@ -73,31 +74,37 @@ def _read_baseline(ops: HostOps) -> dict | None:
 
 def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verification, *, since_iso: str) -> None:
     """Probe every service, then read crash and memory facts and judge the gates (fills ``run``)."""
-    before = {c.service: c for c in ops.containers()}
+    with ops.stage("facts"):
+        before = {c.service: c for c in ops.containers()}
     for svc, names in targets_for(cfg, suites):
         if needs_tunnel(cfg):
             base = f"http://127.0.0.1:{ops.ex.forward(svc.port, cfg.bind_address)}"
         else:
             base = f"http://{cfg.ssh.address}:{svc.port}"
         ops.out(f"  probing {svc.name}: {', '.join(names)}")
-        run.probes.append(probe_service(make_target(svc, names, base), suites, out=lambda line: ops.out("  " + line)))
-    after = {c.service: c for c in ops.containers()}
-    logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso), timeout_s=120).stdout)
+        with ops.stage("probes"):
+            target = make_target(svc, names, base)
+            run.probes.append(probe_service(target, suites, out=lambda line: ops.out("  " + line)))
+    with ops.stage("facts"):
+        after = {c.service: c for c in ops.containers()}
+        logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso), timeout_s=120).stdout)
     run.crashes = crash_facts(services=[s.name for s in cfg.services], before=before, after=after,
                               logs={k: ops.secrets.mask(v) for k, v in logs.items()},
                               signatures={s.name: s.crash_signatures for s in cfg.services})
     memory = None
-    try:
-        facts = parse_memory_facts(ops.ex.run(memory_facts_command(cfg.project), timeout_s=60).stdout)
-        memory = account(facts, gpu=cfg.gpu)
-        run.memory = asdict(memory)
-    except OperationError as exc:
-        run.memory = {"error": str(exc)}
-    run.baseline = _read_baseline(ops)
-    run.metrics = {p["service"]: service_metrics(p) for p in run.probes}
-    run.gates = evaluate(cfg=cfg, probes=run.probes, headroom_gib=memory.headroom_gib if memory else None,
-                         crashes=run.crashes, previous=run.baseline)
-    run.passed = all(g.passed for g in run.gates)
+    with ops.stage("facts"):
+        try:
+            facts = parse_memory_facts(ops.ex.run(memory_facts_command(cfg.project), timeout_s=60).stdout)
+            memory = account(facts, gpu=cfg.gpu)
+            run.memory = asdict(memory)
+        except OperationError as exc:
+            run.memory = {"error": str(exc)}
+        run.baseline = _read_baseline(ops)
+    with ops.stage("gates"):
+        run.metrics = {p["service"]: service_metrics(p) for p in run.probes}
+        run.gates = evaluate(cfg=cfg, probes=run.probes, headroom_gib=memory.headroom_gib if memory else None,
+                             crashes=run.crashes, previous=run.baseline)
+        run.passed = all(g.passed for g in run.gates)
 
 
 def _store_results(ops: HostOps, run: Verification) -> None:
@@ -133,7 +140,8 @@ def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], 
                               else ops.startup_s.get(s.name)) for s in cfg.services}
     ops.out(f"{cfg.name}: verifying release {release.id}")
     measure(ops, cfg, suites, run, since_iso=since)
-    _store_results(ops, run)
+    with ops.stage("store results"):
+        _store_results(ops, run)
     failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]
     ops.audit("verify", release.id, "pass" if run.passed else "fail", failed_gates=failed)
     if run.passed:
@@ -155,6 +163,7 @@ def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], 
     else:
         run.decision = "kept running although it failed (first deploy, first_deploy_failure: keep)"
     run.finished = now_iso()
+    run.stages = ops.stages
     return run
 
 
