@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SPARKKIT := $(VENV)/bin/sparkkit
 ARGS ?=
 
-.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe verify test test-unit clean
+.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe verify bench test test-unit clean
 
 help:
 	@echo "make testbed                 start the rehearsal host (dockerd, sshd on 127.0.0.1:2222, images)"
@@ -73,3 +73,6 @@ clean:
 probe: venv
 	$(needs_testbed)
 	$(SPARKKIT) probe $(HOST) $(ARGS)
+
+bench: testbed
+	$(PY) bench/run.py

@@ -31,7 +31,7 @@ from sparkkit.render import COMPOSE_FILE, Release
 from sparkkit.secrets import Secrets
 
 Printer = Callable[[str], None]
-POLL_S = 1.0
+POLL_S = 0.5
 HEARTBEAT_S = 10.0
 LOG_TAIL = 30
 

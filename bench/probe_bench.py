@@ -1,0 +1,362 @@
+"""make bench: the probe client's measurement fidelity and capacity, against rehearsal simulators.
+
+Two measurements, each against its own ``sparkkit-rehearsal-vllm`` containers (started here,
+always removed):
+
+* ``fidelity()``: sparkkit's own probe client (``make_client`` / ``chat`` / ``chat_payload``)
+  against simulators set to a known TTFT and decode rate. Measured minus truth is what the kit
+  adds to a figure; the server's own TTFT (its /metrics histogram) tells the network and client
+  part apart from the server's scheduling.
+* ``capacity()``: many client threads on one shared client against a zero-delay simulator:
+  requests served, aggregate tokens/s, CPU, and how much TTFT the client side adds under load.
+
+Speed is reported, never asserted: the machine is shared and noisy, so each row compares
+figures taken in the same run, and medians are reported. Progress goes to stderr; the rows are
+returned. ``python bench/probe_bench.py`` prints both as tables.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from sparkkit.probe.client import chat, make_client
+from sparkkit.probe.runner import chat_payload
+
+IMAGE = "sparkkit-rehearsal-vllm:latest"
+MODEL = "bench"
+# rules.json's long_response rule: about 200 words, so max_tokens cuts it (finish "length")
+LONG_PROMPT = "Explain in about 200 words how a refrigerator keeps food cold."
+
+FIDELITY_SIMS = ((50, 200), (125, 50), (300, 20))  # (SIM_TTFT_MS, SIM_DECODE_TOK_S)
+FIDELITY_WARMUPS, FIDELITY_RUNS, FIDELITY_MAX_TOKENS = 2, 10, 60
+TTFT_TARGET_MS, DECODE_TARGET_PCT = 2.0, 1.0
+
+CAPACITY_LEVELS = (1, 16, 64, 256)
+CAPACITY_WINDOW_S = 6.0
+CAPACITY_MAX_TOKENS = 50
+ADDED_TTFT_TARGET_MS, ADDED_TTFT_AT = 5.0, 64
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --- simulator containers -----------------------------------------------------------------
+
+class Sim:
+    """One simulator container: its id, base URL, host pid (for CPU) and docker-proxy pid."""
+
+    def __init__(self, env: dict[str, object]):
+        self.env = {k: str(v) for k, v in env.items()}
+        self.cid: str | None = None
+        self.base = ""
+        self.pid: int | None = None
+        self.proxy_pid: int | None = None
+
+    def start(self) -> None:
+        args = ["docker", "run", "-d", "--rm", "-p", "127.0.0.1::8000"]
+        for k, v in self.env.items():
+            args += ["-e", f"{k}={v}"]
+        args += [IMAGE, "vllm", "serve", "sim-model", "--port", "8000", "--served-model-name", MODEL]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"docker run failed: {out.stderr.strip()}")
+        self.cid = out.stdout.strip()
+        port_out = subprocess.run(["docker", "port", self.cid, "8000"], capture_output=True, text=True,
+                                  timeout=30, check=True).stdout
+        hostport = next(line for line in port_out.splitlines() if line.startswith("127.0.0.1:"))
+        self.base = f"http://{hostport}"
+        pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", self.cid], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        self.pid = int(pid) if pid.isdigit() and int(pid) > 0 else None
+        self.proxy_pid = _find_proxy(hostport.rsplit(":", 1)[1])
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(trust_env=False, timeout=2.0) as c:
+            while time.monotonic() < deadline:
+                try:
+                    if c.get(f"{self.base}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"simulator {self.env} not healthy after {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.cid:
+            subprocess.run(["docker", "rm", "-f", self.cid], capture_output=True, timeout=60)
+            self.cid = None
+
+
+def _start_all(sims: list[Sim]) -> None:
+    with ThreadPoolExecutor(max_workers=len(sims)) as ex:
+        list(ex.map(Sim.start, sims))
+    for s in sims:
+        s.wait_healthy()
+
+
+def _stop_all(sims: list[Sim]) -> None:
+    for s in sims:
+        try:
+            s.stop()
+        except Exception as exc:  # noqa: BLE001 - cleanup goes on for the others
+            _progress(f"could not remove container {s.cid}: {exc}")
+
+
+def _find_proxy(host_port: str) -> int | None:
+    """The docker-proxy process forwarding this host port (None when the engine uses none)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"docker-proxy") and host_port.encode() in argv:
+            return int(name)
+    return None
+
+
+def _cpu_s(pid: int | None) -> float | None:
+    """utime + stime of a host process (all its threads), in seconds."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _server_ttft(base: str) -> tuple[float, int]:
+    """(sum of seconds, count) of the server's vllm:time_to_first_token_seconds histogram."""
+    with httpx.Client(trust_env=False, timeout=10.0) as c:
+        text = c.get(f"{base}/metrics").text
+    total, count = 0.0, 0
+    for line in text.splitlines():
+        if line.startswith("vllm:time_to_first_token_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("vllm:time_to_first_token_seconds_count"):
+            count = int(float(line.rsplit(" ", 1)[1]))
+    return total, count
+
+
+def _server_ttft_mean_ms(before: tuple[float, int], after: tuple[float, int]) -> float | None:
+    n = after[1] - before[1]
+    return (after[0] - before[0]) / n * 1000 if n > 0 else None
+
+
+def _p(values: list[float], q: float) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    if q == 50:
+        return statistics.median(values)
+    k = (len(values) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _r(value: float | None, nd: int = 2) -> float | None:
+    return None if value is None else round(value, nd)
+
+
+def _payload(max_tokens: int) -> dict:
+    return chat_payload(MODEL, [{"role": "user", "content": LONG_PROMPT}], thinking=False, max_tokens=max_tokens)
+
+
+# --- fidelity -----------------------------------------------------------------------------
+
+def fidelity() -> list[dict]:
+    """Probe-client figures against simulators with known TTFT and decode rate."""
+    sims = [Sim({"SIM_TTFT_MS": ttft, "SIM_DECODE_TOK_S": rate, "SIM_PREFILL_MS_PER_TOKEN": 0})
+            for ttft, rate in FIDELITY_SIMS]
+    rows = []
+    try:
+        _progress(f"fidelity: starting {len(sims)} simulators")
+        _start_all(sims)
+        for sim, (truth_ttft, truth_rate) in zip(sims, FIDELITY_SIMS):
+            _progress(f"fidelity: TTFT {truth_ttft} ms, {truth_rate} tok/s "
+                      f"({FIDELITY_WARMUPS} warmups + {FIDELITY_RUNS} runs)")
+            payload = _payload(FIDELITY_MAX_TOKENS)
+            with make_client(sim.base) as client:
+                for _ in range(FIDELITY_WARMUPS):
+                    chat(client, payload)
+                rtt = []
+                for _ in range(5):  # the kit's "round trip": health latency on the same client
+                    t = time.perf_counter()
+                    client.get("/health")
+                    rtt.append((time.perf_counter() - t) * 1000)
+                before = _server_ttft(sim.base)
+                records = [chat(client, payload) for _ in range(FIDELITY_RUNS)]
+                after = _server_ttft(sim.base)
+            ok = [r for r in records if r.ok]
+            ttft = _p([r.ttft_ms for r in ok], 50)
+            decode = _p([r.decode_tok_s for r in ok], 50)
+            server = _server_ttft_mean_ms(before, after)
+            ttft_err = None if ttft is None else ttft - truth_ttft
+            decode_err = None if decode is None else (decode - truth_rate) / truth_rate * 100
+            tokens = [r.completion_tokens for r in ok if r.completion_tokens is not None]
+            rows.append({
+                "truth_ttft_ms": truth_ttft,
+                "ttft_p50_ms": _r(ttft),
+                "ttft_err_ms": _r(ttft_err),
+                "server_ttft_ms": _r(server),
+                "server_err_ms": _r(None if server is None else server - truth_ttft),
+                "net_client_ms": _r(None if ttft is None or server is None else ttft - server),
+                "health_rtt_ms": _r(_p(rtt, 50)),
+                "truth_tok_s": truth_rate,
+                "decode_p50_tok_s": _r(decode),
+                "decode_err_pct": _r(decode_err, 3),
+                "tokens": f"{min(tokens)}-{max(tokens)}" if tokens else "?",
+                "ok": f"{len(ok)}/{len(records)}",
+                "ttft_target": "met" if ttft_err is not None and abs(ttft_err) <= TTFT_TARGET_MS
+                else f"MISSED (>{TTFT_TARGET_MS:g} ms)",
+                "decode_target": "met" if decode_err is not None and abs(decode_err) <= DECODE_TARGET_PCT
+                else f"MISSED (>{DECODE_TARGET_PCT:g} %)",
+            })
+    finally:
+        _stop_all(sims)
+    return rows
+
+
+# --- capacity -----------------------------------------------------------------------------
+
+def _capacity_level(sim: Sim, concurrency: int, window_s: float) -> dict:
+    payload = _payload(CAPACITY_MAX_TOKENS)
+    client = make_client(sim.base, max_connections=concurrency)
+    warmed = threading.Barrier(concurrency + 1)
+    go = threading.Barrier(concurrency + 1)
+    state: dict[str, float] = {}
+    results: list[list] = [[] for _ in range(concurrency)]
+    warm_fail = [0] * concurrency
+
+    def worker(i: int) -> None:
+        # one warmup each (opens this thread's keep-alive connection), excluded from the figures
+        if not chat(client, payload).ok:
+            warm_fail[i] += 1
+        warmed.wait()
+        go.wait()
+        deadline = state["deadline"]
+        out = results[i]
+        while True:
+            out.append(chat(client, payload))
+            if time.perf_counter() >= deadline:
+                break  # every thread completes at least one request, however long it takes
+
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as ex:
+            futures = [ex.submit(worker, i) for i in range(concurrency)]
+            warmed.wait()
+            before = _server_ttft(sim.base)
+            srv0, prx0 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
+            cpu0 = time.process_time()
+            t0 = time.perf_counter()
+            state["deadline"] = t0 + window_s
+            go.wait()
+            for f in futures:
+                f.result()
+            wall = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
+            srv1, prx1 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
+            after = _server_ttft(sim.base)
+    finally:
+        client.close()
+
+    records = [r for out in results for r in out]
+    ok = [r for r in records if r.ok]
+    failed = len(records) - len(ok)
+    tokens = sum(r.completion_tokens or 0 for r in ok)
+    ttfts = [r.ttft_ms for r in ok]
+    client_p50 = _p(ttfts, 50)
+    server = _server_ttft_mean_ms(before, after)
+    added = None if client_p50 is None or server is None else client_p50 - server
+    per_thread = [len(out) for out in results]
+    errors = sorted({r.error for r in records if r.error})
+    return {
+        "concurrency": concurrency,
+        "requests_ok": len(ok),
+        "failed": failed + sum(warm_fail),
+        "min_req_per_thread": min(per_thread),
+        "wall_s": _r(wall, 1),
+        "req_s": _r(len(ok) / wall, 1),
+        "tok_s": _r(tokens / wall, 0),
+        "client_cpu_pct": _r(cpu / wall * 100, 0),
+        "server_cpu_pct": _r(None if srv0 is None or srv1 is None else (srv1 - srv0) / wall * 100, 0),
+        "proxy_cpu_pct": _r(None if prx0 is None or prx1 is None else (prx1 - prx0) / wall * 100, 0),
+        "client_ttft_p50_ms": _r(client_p50),
+        "client_ttft_p90_ms": _r(_p(ttfts, 90)),
+        "server_ttft_ms": _r(server),
+        "added_ttft_ms": _r(added),
+        "_errors": errors,
+    }
+
+
+def capacity() -> list[dict]:
+    """Probe-client throughput and added TTFT at rising concurrency, one shared client."""
+    sim = Sim({"SIM_TTFT_MS": 0, "SIM_DECODE_TOK_S": 5000, "SIM_CHUNK_TOKENS": 1, "SIM_PREFILL_MS_PER_TOKEN": 0})
+    rows = []
+    try:
+        _progress("capacity: starting the zero-delay simulator")
+        _start_all([sim])
+        for c in CAPACITY_LEVELS:
+            _progress(f"capacity: {c} concurrent stream(s), {CAPACITY_WINDOW_S:g} s window")
+            rows.append(_capacity_level(sim, c, CAPACITY_WINDOW_S))
+    finally:
+        _stop_all([sim])
+    base_server = rows[0]["server_ttft_ms"] if rows else None
+    for row in rows:
+        notes = []
+        errors = row.pop("_errors")
+        if row["failed"]:
+            notes.append(f"{row['failed']} failed: {errors[0][:80]}" if errors else f"{row['failed']} failed")
+        if row["concurrency"] == max(CAPACITY_LEVELS):
+            notes.append("target 256 streams: " + ("met" if not row["failed"] and row["min_req_per_thread"] >= 1
+                                                  else "MISSED"))
+        if row["concurrency"] == ADDED_TTFT_AT and row["added_ttft_ms"] is not None:
+            notes.append(f"target added TTFT <= {ADDED_TTFT_TARGET_MS:g} ms: "
+                         + ("met" if row["added_ttft_ms"] <= ADDED_TTFT_TARGET_MS else "MISSED"))
+        server = row["server_ttft_ms"]
+        if server is not None and base_server is not None and row["concurrency"] > 1 \
+                and server > max(2.0, 3 * base_server):
+            notes.append(f"server-bound (server TTFT {server:g} ms vs {base_server:g} ms at 1)")
+        busy = (row["client_cpu_pct"] or 0) + (row["server_cpu_pct"] or 0) + (row["proxy_cpu_pct"] or 0)
+        if row["concurrency"] > 1 and busy >= 170:
+            notes.append(f"CPU saturated ({busy:.0f}% of 200%)")
+        elif row["concurrency"] > 1 and (row["client_cpu_pct"] or 0) >= 90:
+            notes.append("client near one core (GIL)")
+        row["note"] = "; ".join(notes)
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    from tabulate import tabulate
+    return tabulate(rows, headers="keys", tablefmt="github", missingval="-")
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    fid = fidelity()
+    print(f"## Measurement fidelity (targets: |TTFT error| <= {TTFT_TARGET_MS:g} ms, "
+          f"|decode error| <= {DECODE_TARGET_PCT:g} %)\n")
+    print(_table(fid))
+    cap = capacity()
+    print(f"\n## Probe capacity (zero-delay simulator, {CAPACITY_MAX_TOKENS} tokens per request, "
+          f"{CAPACITY_WINDOW_S:g} s window; targets: 256 streams with no failure, "
+          f"added TTFT <= {ADDED_TTFT_TARGET_MS:g} ms at {ADDED_TTFT_AT})\n")
+    print(_table(cap))
+    _progress(f"total {time.perf_counter() - started:.0f} s")
