@@ -151,7 +151,7 @@ def main() -> int:
                    ["stage", "time", "round trips"]))
     print("\n2. Measurement fidelity (probe client vs simulator truth)")
     print(tabulate(results["fidelity"], headers="keys", floatfmt=".2f"))
-    print("\n3. Probe client capacity (zero-delay simulator)")
+    print("\n3. Probe client capacity (zero-delay simulator; last row at 50 tok/s)")
     print(tabulate(results["capacity"], headers="keys", floatfmt=".2f"))
     print("\n4. Time to verdict (deploy-and-verify, by stage)")
     print(tabulate([[r["stage"], f"{r['seconds']:.2f} s", r["round_trips"], r["kind"]] for r in results["verdict"]],

@@ -45,14 +45,14 @@ class SSEDecoder:
 
     def _next_line(self) -> tuple[str, bool]:
         buf = self._buffer
-        for i, byte in enumerate(buf):
-            if byte == 0x0A or byte == 0x0D:
-                if byte == 0x0D:
-                    if i + 1 == len(buf):
-                        return "", False  # a CR at the end may be the first half of CRLF
-                    end = i + 2 if buf[i + 1] == 0x0A else i + 1
-                else:
-                    end = i + 1
-                self._buffer = buf[end:]
-                return buf[:i].decode("utf-8", "replace"), True
-        return "", False
+        lf, cr = buf.find(b"\n"), buf.find(b"\r")
+        if cr == -1 and lf == -1:
+            return "", False
+        if cr == -1 or (lf != -1 and lf < cr):
+            i, end = lf, lf + 1
+        elif cr + 1 == len(buf):
+            return "", False  # a CR at the end may be the first half of CRLF
+        else:
+            i, end = cr, cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+        self._buffer = buf[end:]
+        return buf[:i].decode("utf-8", "replace"), True
