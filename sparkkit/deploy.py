@@ -100,6 +100,7 @@ class HostOps:
         self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
         self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
         self.ids_before: dict[str, str] = {}  # service -> container id before this run
+        self._lock_depth = 0
     @contextmanager
     def stage(self, name: str):
         """Time a stage and count its SSH round trips (for the report and `make bench`)."""
@@ -135,6 +136,15 @@ class HostOps:
     # -- lock and audit ----------------------------------------------------------------------
     @contextmanager
     def locked(self, action: str, release: str | None, *, break_lock: bool):
+        """Hold the host's lock; reentrant, so deploy-and-verify can hold it across deploy,
+        verification and rollback while each of those takes it too."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         token = uuid.uuid4().hex
         info = json.dumps({"who": who(), "since": now_iso(), "action": action, "release": release,
                            "token": token})
@@ -148,9 +158,11 @@ class HostOps:
                 f"rerun with --break-lock")
         if break_lock:
             self.out(f"{self.cfg.name}: lock broken and taken over (--break-lock)")
+        self._lock_depth = 1
         try:
             yield
         finally:
+            self._lock_depth = 0
             try:
                 with self.stage("lock"):
                     self.ex.run(cmd.release_lock(self.cfg.root, token), check=False)

@@ -10,7 +10,7 @@ from typing import Callable
 
 from sparkkit import commands as cmd
 from sparkkit.config import HostConfig
-from sparkkit.deploy import DeployFailed, HostOps, now_iso
+from sparkkit.deploy import DeployFailed, HostOps, LockHeld, now_iso
 from sparkkit.errors import OperationError
 from sparkkit.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
 from sparkkit.memory import account, memory_facts_command, parse_memory_facts
@@ -115,12 +115,25 @@ def _store_results(ops: HostOps, run: Verification) -> None:
 
 def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], *,
                       break_lock: bool = False) -> Verification:
+    """The lock is held from the deploy to the decision, so no other run can slip in between."""
+    try:
+        with ops.locked("deploy-and-verify", release.id, break_lock=break_lock):
+            return _deploy_and_verify(ops, release, suites)
+    except LockHeld as exc:
+        run = Verification(host=ops.cfg.name, action="deploy-and-verify", release=release.id)
+        run.deploy_error = str(exc)
+        run.decision = "not started: the host is locked"
+        run.finished = now_iso()
+        return run
+
+
+def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite]) -> Verification:
     cfg = ops.cfg
     run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
     run.settings = effective_settings(cfg)
     since = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
-        outcome = ops.deploy(release, break_lock=break_lock)
+        outcome = ops.deploy(release)
     except DeployFailed as exc:
         run.deploy_error = str(exc)
         run.decision = (f"deploy failed; restored {exc.restored}" if exc.restored

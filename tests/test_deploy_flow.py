@@ -113,3 +113,25 @@ def test_preflight_problem_touches_nothing(setup):
     with pytest.raises(OperationError, match="Compose v2 not found"):
         HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert len(ex.commands) == 1
+
+
+def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
+    from sparkkit.verify import deploy_and_verify
+
+    cfg, release, _ = setup
+    ex = RecordingExecutor([("ACQUIRED", Result(rc=0, stdout='HELD\n{"who": "bob@ci", "since": "t"}\n', stderr=""))])
+    run = deploy_and_verify(HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS), release, {})
+    assert run.decision == "not started: the host is locked" and "locked by bob@ci" in run.deploy_error
+    assert len(ex.commands) == 1 and "ACQUIRED" in ex.commands[0]
+
+
+def test_the_lock_is_reentrant_and_released_once(setup):
+    cfg, release, _ = setup
+    ex = RecordingExecutor([("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr=""))])
+    ops = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS)
+    with ops.locked("outer", None, break_lock=False):
+        with ops.locked("inner", None, break_lock=False):
+            pass
+        assert not any("grep -q" in c for c in ex.commands)  # still held
+    assert sum("ACQUIRED" in c for c in ex.commands) == 1
+    assert sum("grep -q" in c for c in ex.commands) == 1
