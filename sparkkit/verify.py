@@ -146,7 +146,8 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
         run.finished = now_iso()
         return run
     run.deploy_message = outcome.message
-    run.previous = outcome.previous if outcome.previous != release.id or not outcome.changed else None
+    already_current = outcome.previous == release.id  # a no-op, or the same release restarted
+    run.previous = None if already_current else outcome.previous
     now_ids = {c.service: c.id for c in ops.containers()}
     # None: the same container as before the deploy (not restarted, nothing to time)
     run.startup_s = {s.name: (None if now_ids.get(s.name) == ops.ids_before.get(s.name)
@@ -159,8 +160,8 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     ops.audit("verify", release.id, "pass" if run.passed else "fail", failed_gates=failed)
     if run.passed:
         run.decision = "kept"
-    elif not outcome.changed:
-        run.decision = "not rolled back: this release was already live before this run"
+    elif already_current:
+        run.decision = "not rolled back: this release was already current before this run"
     elif run.previous:
         ops.out(f"{cfg.name}: gates failed ({', '.join(failed)}); rolling back to {run.previous}")
         try:
