@@ -15,7 +15,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from sparkkit import __version__
-from sparkkit.config import HostConfig, build_config
+from sparkkit.config import HostConfig, accepting_new_host_key, build_config
 from sparkkit.errors import InputError, OperationError
 from sparkkit.inventory import load_host_layers
 from sparkkit.render import Release, render_release
@@ -106,7 +106,7 @@ def load(args) -> tuple[HostConfig, Secrets, Release]:
         raise InputError(f"no inventory/hosts.yml under {project.resolve()} (use --project-dir)")
     cfg = build_config(load_host_layers(project, args.host, args.extra_vars))
     if getattr(args, "accept_new_host_key", False):
-        cfg = _replace_ssh(cfg, accept_new_host_key=True)
+        cfg = accepting_new_host_key(cfg)
     # deploy and diff need the real values; the other commands do not render what they act on
     missing: list[str] | None = None if args.command in ("deploy", "diff", "deploy-and-verify") else []
     secrets = load_secrets(cfg, missing=missing)
@@ -116,11 +116,6 @@ def load(args) -> tuple[HostConfig, Secrets, Release]:
                  f"(deploy refuses to run without it)")
     return cfg, secrets, render_release(cfg, secrets, project)
 
-
-def _replace_ssh(cfg: HostConfig, **changes) -> HostConfig:
-    from dataclasses import replace
-
-    return replace(cfg, ssh=replace(cfg.ssh, **changes))
 
 
 def _say(text: str) -> None:

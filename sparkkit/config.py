@@ -124,6 +124,13 @@ class HostConfig:
         raise KeyError(name)
 
 
+def accepting_new_host_key(cfg: HostConfig) -> HostConfig:
+    """The same config, with an unknown SSH host key trusted and recorded (--accept-new-host-key)."""
+    from dataclasses import replace
+
+    return replace(cfg, ssh=replace(cfg.ssh, accept_new_host_key=True))
+
+
 def _scalar_text(value: Scalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

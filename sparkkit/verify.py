@@ -72,10 +72,13 @@ def _read_baseline(ops: HostOps) -> dict | None:
     return data if isinstance(data, dict) and data.get("release") == head.strip() else None
 
 
-def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verification, *, since_iso: str) -> None:
-    """Probe every service, then read crash and memory facts and judge the gates (fills ``run``)."""
-    with ops.stage("facts"):
-        before = {c.service: c for c in ops.containers()}
+def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verification, *, since_iso: str,
+            before: dict | None = None) -> None:
+    """Probe every service, then read crash and memory facts and judge the gates (fills ``run``).
+    ``before``: the containers by service as the verification starts (read here when not given)."""
+    if before is None:
+        with ops.stage("facts"):
+            before = {c.service: c for c in ops.containers()}
     for svc, names in targets_for(cfg, suites):
         if needs_tunnel(cfg):
             base = f"http://127.0.0.1:{ops.ex.forward(svc.port, cfg.bind_address)}"
@@ -148,12 +151,13 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     run.deploy_message = outcome.message
     already_current = outcome.previous == release.id  # a no-op, or the same release restarted
     run.previous = None if already_current else outcome.previous
-    now_ids = {c.service: c.id for c in ops.containers()}
+    with ops.stage("facts"):
+        before = {c.service: c for c in ops.containers()}
     # None: the same container as before the deploy (not restarted, nothing to time)
-    run.startup_s = {s.name: (None if now_ids.get(s.name) == ops.ids_before.get(s.name)
+    run.startup_s = {s.name: (None if before.get(s.name) and before[s.name].id == ops.ids_before.get(s.name)
                               else ops.startup_s.get(s.name)) for s in cfg.services}
     ops.out(f"{cfg.name}: verifying release {release.id}")
-    measure(ops, cfg, suites, run, since_iso=since)
+    measure(ops, cfg, suites, run, since_iso=since, before=before)
     with ops.stage("store results"):
         _store_results(ops, run)
     failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]

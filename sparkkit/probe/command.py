@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from sparkkit.config import build_config
+from sparkkit.config import accepting_new_host_key, build_config
 from sparkkit.errors import InputError
 from sparkkit.inventory import load_host_layers
 from sparkkit.probe import client as http
@@ -49,9 +49,7 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
     if not chosen:
         raise InputError(f"no service of {cfg.name} runs suite {args.suite!r}", key="--suite")
     if args.accept_new_host_key:
-        from dataclasses import replace
-
-        cfg = replace(cfg, ssh=replace(cfg.ssh, accept_new_host_key=True))
+        cfg = accepting_new_host_key(cfg)
     probes = []
     ex = SshExecutor(cfg.ssh, cfg.name)
     try:

@@ -39,13 +39,17 @@ def _testbed_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def testbed():
-    problem = _testbed_problem()
+def require(problem: str | None) -> None:
+    """A missing testbed fails under CI=true and skips (with the reason) elsewhere."""
     if problem:
         if os.environ.get("CI"):
             pytest.fail(f"integration testbed missing in CI: {problem}")
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    require(_testbed_problem())
 
 
 def docker(*args: str) -> str:

@@ -6,7 +6,6 @@ Needs only the Docker engine and the rehearsal app image (``make testbed``), not
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -17,6 +16,8 @@ import uuid
 import pytest
 
 from sparkkit.memory import account, memory_facts_command, parse_meminfo, parse_memory_facts
+
+from .conftest import require
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,7 @@ def _problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def project(request):
-    problem = _problem()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"memory integration test cannot run in CI: {problem}")
-        pytest.skip(problem)
+    require(_problem())
     name = f"skit-mem-{uuid.uuid4().hex[:8]}"
     ids: list[str] = []
 

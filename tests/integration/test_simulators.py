@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -18,6 +17,8 @@ import time
 
 import httpx
 import pytest
+
+from .conftest import require
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +51,7 @@ def docker_ready():
         problem = "Docker engine not reachable"
     elif _docker("image", "inspect", *IMAGES.values()).returncode != 0:
         problem = "simulator images missing: run `bash testbed/setup.sh`"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"simulator tests cannot run in CI: {problem}")
-        pytest.skip(problem)
+    require(problem)
 
 
 class Sim:
