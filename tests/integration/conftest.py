@@ -18,7 +18,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TESTBED = REPO / ".testbed"
+# SPARKKIT_TESTBED: a testbed made by another checkout (worktrees share one sshd and dockerd)
+TESTBED = Path(os.environ.get("SPARKKIT_TESTBED", REPO / ".testbed"))
+# SPARKKIT_IT_PORT_BASE: shifts every host port, so two checkouts can run their tests at once
+PORT_BASE = int(os.environ.get("SPARKKIT_IT_PORT_BASE", "0"))
 SECRET = "it-secret-" + uuid.uuid4().hex[:16]
 # host ports for the test stack; the containers keep their usual ports inside
 INNER = {"vllm-annie": 8003, "vllm-nemotron": 8004, "ollama": 11434, "searxng": 8080, "context-engine": 8010,
@@ -77,7 +80,7 @@ class Stack:
             "ssh_known_hosts_file": str(TESTBED / "ssh" / "known_hosts"),
             "secrets_file": None,
         })
-        self.ports = {name: port + port_offset for name, port in PORTS.items()}
+        self.ports = {name: port + port_offset + PORT_BASE for name, port in PORTS.items()}
         for name, port in self.ports.items():
             data["services"][name]["port"] = port
             data["services"][name]["container_port"] = INNER[name]

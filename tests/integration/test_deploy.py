@@ -54,8 +54,8 @@ def test_first_deploy_brings_all_services_up(stack, capsys, first):
     for name, c in containers.items():
         assert c["State"]["Status"] == "running", name
         assert c["State"]["Health"]["Status"] == "healthy", name
-    assert http_ok(PORTS["vllm-nemotron"], "/health")
-    assert http_ok(PORTS["searxng"], "/healthz")
+    assert http_ok(stack.ports["vllm-nemotron"], "/health")
+    assert http_ok(stack.ports["searxng"], "/healthz")
     release = stack.current()
     assert release and f"release {release} is live" in out
     # nemotron was started after annie was healthy
@@ -125,7 +125,7 @@ def test_service_never_healthy_restores_previous_release(stack, capsys, first):
     c = stack.containers()["audio-pipeline"]
     assert "SIM_NEVER_HEALTHY=1" not in c["Config"]["Env"]
     assert c["State"]["Health"]["Status"] == "healthy"
-    assert http_ok(PORTS["audio-pipeline"], "/health")
+    assert http_ok(stack.ports["audio-pipeline"], "/health")
     entry = stack.audit()[-1]
     assert entry["result"] == "failed" and entry["restored"] == first["second"]
     assert not (stack.root / "lock").exists()
