@@ -24,3 +24,15 @@ class RemoteCommandError(OperationError):
         tail = stderr.strip().splitlines()[-5:]
         detail = "\n  ".join(tail) if tail else "(no output)"
         super().__init__(f"remote command failed (exit {rc}): {argv_text}\n  {detail}")
+
+
+class ConnectionLost(OperationError):
+    """The SSH connection dropped; the command in flight may or may not have run to its end."""
+
+
+class NeedsAttention(OperationError):
+    """A restore or rollback failed: the host is not in a state the kit could vouch for. Exit code 3."""
+
+
+class Interrupted(OperationError):
+    """The operator pressed Ctrl-C; the message says what state the host was left in. Exit code 130."""
