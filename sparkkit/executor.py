@@ -170,6 +170,8 @@ class SshExecutor:
                                          f"{timeout_s:.0f}s: {command[:200]}")
                 select.select([chan], [], [], 0.2)
             rc = chan.recv_exit_status()
+            if rc == -1:  # paramiko's value for a channel closed without an exit status
+                raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
         except OperationError:
             raise
         except Exception as exc:
