@@ -24,3 +24,11 @@ class RemoteCommandError(OperationError):
         tail = stderr.strip().splitlines()[-5:]
         detail = "\n  ".join(tail) if tail else "(no output)"
         super().__init__(f"remote command failed (exit {rc}): {argv_text}\n  {detail}")
+
+
+class HostUnreachable(OperationError):
+    """No SSH connection could be opened to the host: nothing on it was touched."""
+
+
+class ConnectionLost(OperationError):
+    """The SSH connection dropped (or stopped answering) mid-run: the host's state is unknown."""

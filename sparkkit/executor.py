@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from sparkkit.config import SshSettings
-from sparkkit.errors import OperationError, RemoteCommandError
+from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError, RemoteCommandError
+
+# a connection that stops answering (a cut link) is dropped after about this long, not after the
+# kernel's 15-minute retransmission timeout: TCP keepalive probes plus TCP_USER_TIMEOUT
+DEAD_AFTER_S = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,8 +113,9 @@ class SshExecutor:
             raise OperationError(f"{self.host_name}: SSH authentication failed for "
                                  f"{conn.user}@{self.settings.address}:{conn.port}: {exc}") from None
         except (OSError, paramiko.SSHException) as exc:
-            raise OperationError(f"{self.host_name}: cannot connect to {self.settings.address}:"
-                                 f"{conn.port}: {exc}") from None
+            raise HostUnreachable(f"{self.host_name}: cannot connect to {self.settings.address}:"
+                                  f"{conn.port}: {exc}") from None
+        _detect_dead_link(conn.client.get_transport().sock)
         self._conn = conn
         return conn
 
@@ -120,9 +125,9 @@ class SshExecutor:
         command = shlex.join(argv)
         self.round_trips += 1
         try:
-            chan = conn.client.get_transport().open_session()
+            chan = conn.client.get_transport().open_session(timeout=DEAD_AFTER_S)
         except Exception as exc:  # the connection dropped
-            raise OperationError(f"{self.host_name}: SSH connection lost: {exc}") from None
+            raise ConnectionLost(f"{self.host_name}: SSH connection lost: {exc}") from None
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout_s
         try:
@@ -143,7 +148,7 @@ class SshExecutor:
                 if chan.closed:
                     if chan.exit_status_ready():
                         break
-                    raise OperationError(f"{self.host_name}: SSH connection lost during: {command[:200]}")
+                    raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
                 if time.monotonic() > deadline:
                     raise OperationError(f"{self.host_name}: remote command timed out after "
                                          f"{timeout_s:.0f}s: {command[:200]}")
@@ -154,7 +159,7 @@ class SshExecutor:
             raise
         except Exception as exc:
             chan.close()
-            raise OperationError(f"{self.host_name}: SSH connection lost: {exc}") from None
+            raise ConnectionLost(f"{self.host_name}: SSH connection lost: {exc}") from None
         chan.close()
         result = Result(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
         if check and rc != 0:
@@ -201,6 +206,18 @@ class SshExecutor:
     @property
     def connections(self) -> int:
         return 0 if self._conn is None else 1
+
+
+def _detect_dead_link(sock) -> None:
+    """Make the kernel drop a connection whose peer stopped answering within DEAD_AFTER_S."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_S * 1000)
+    except (AttributeError, OSError):  # not Linux, or not a TCP socket (a proxy command)
+        pass
 
 
 def _pump(sock: socket.socket, chan) -> None:
