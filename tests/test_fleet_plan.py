@@ -118,3 +118,20 @@ def test_group_members_reads_nested_groups_in_file_order(tmp_path):
     assert groups["east"] == ["e2", "e1"]
     assert groups["all"] == ["e2", "e1", "w1", "s"]
     assert resolve_hosts("fleet,s", hosts=["e1", "e2", "s", "w1"], groups=groups) == ("e2", "e1", "w1", "s")
+
+
+def test_ports_on_an_address_other_than_the_ssh_one_are_reached_through_the_tunnel():
+    from dataclasses import replace
+
+    from sparkkit.config import build_config
+    from sparkkit.inventory import load_host_layers
+    from sparkkit.probe.targets import needs_tunnel
+
+    from .projects import REPO
+
+    cfg = build_config(load_host_layers(REPO, "spark"))
+    at = lambda bind, ssh="spark.local": replace(cfg, bind_address=bind, ssh=replace(cfg.ssh, address=ssh))  # noqa: E731
+    assert needs_tunnel(at("127.0.0.1")) and needs_tunnel(at("127.0.0.1", ssh="127.0.0.1"))
+    assert needs_tunnel(at("10.77.0.101", ssh="10.77.0.11"))  # a fleet rehearsal host's publish address
+    assert not needs_tunnel(at("0.0.0.0"))
+    assert not needs_tunnel(at("192.168.1.5", ssh="192.168.1.5"))
