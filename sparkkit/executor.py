@@ -154,6 +154,8 @@ class SshExecutor:
                                          f"{timeout_s:.0f}s: {command[:200]}")
                 select.select([chan], [], [], 0.2)
             rc = chan.recv_exit_status()
+            if rc == -1 and not conn.client.get_transport().is_active():  # closed without an exit status
+                raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
         except OperationError:
             chan.close()
             raise

@@ -80,7 +80,7 @@ class Fleet:
             "ansible_ssh_private_key_file": str(TESTBED / "ssh" / "id_ed25519"),
             "ssh_known_hosts_file": str(FLEET_STATE / "known_hosts"),
             "gpu": False, "host_memory_gib": 16.0, "required_headroom_gib": 1.0,
-            "gates": {"min_headroom_gib": 1.0, "regression_ttft_pct": 100, "regression_decode_pct": 90},
+            "gates": {"min_headroom_gib": 1.0, "regression_ttft_pct": 1000, "regression_decode_pct": 99},
             "services": {
                 "vllm": {"role": "vllm", "image": "sparkkit-rehearsal-vllm:latest", "model": "sim/model",
                          "port": VLLM_PORT, "container_port": 8000, "memory_gib": 0.25, "env": dict(FAST),
