@@ -1,6 +1,7 @@
 """Command line: parse arguments, load and validate the inventory, then act on one host.
 
-Exit codes: 0 ok, 1 the operation failed (the message says what was restored), 2 bad input.
+Exit codes: 0 ok, 1 the operation failed (the message says what was restored), 2 bad input,
+3 a restore or rollback failed (the host needs attention), 130 interrupted (Ctrl-C).
 Input is validated completely before any SSH connection is opened.
 """
 
@@ -16,19 +17,21 @@ from tabulate import tabulate
 
 from sparkkit import __version__
 from sparkkit.config import HostConfig, accepting_new_host_key, build_config
-from sparkkit.errors import InputError, OperationError
+from sparkkit.errors import InputError, Interrupted, NeedsAttention, OperationError
 from sparkkit.inventory import load_host_layers
 from sparkkit.render import Release, render_release
 from sparkkit.secrets import Secrets, load_secrets
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ATTENTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 DESCRIPTION = """\
 Deploy and verify an LLM stack (vLLM, Ollama, SearXNG, apps) on a DGX Spark or a rehearsal host,
 over one SSH connection, as releases that can be rolled back.
 
 The project folder (--project-dir, default: the current folder) holds inventory/, roles/ and
-templates/. Exit codes: 0 ok, 1 the operation failed (and says what was restored), 2 bad input.
+templates/. Exit codes: 0 ok, 1 the operation failed (and says what was restored), 2 bad input,
+3 a restore or rollback failed (the host needs attention), 130 interrupted by Ctrl-C (the message
+says where; the lock is released and a rerun finishes the job).
 """
 
 
@@ -79,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Deploy the release, probe every service, read memory and crash facts, and judge "
                                    "the gates. All pass: the release stays. Any fails: the previous release comes "
                                    "back (a first deploy is stopped, unless gates.first_deploy_failure is keep). "
-                                   "Exit 0 kept, 1 failed or rolled back, 2 bad input. Writes "
+                                   "Exit 0 kept, 1 failed or rolled back, 2 bad input, 3 the rollback failed (the host "
+                                   "needs attention), 130 interrupted. Writes "
                                    "reports/<host>/<time>-<release>/. HOST may name a group or a comma-separated "
                                    "list of hosts and groups: every host runs at once (--serial N: N at a time, "
                                    "stopping at the first failed host), each with its own connection, lock and "
@@ -225,6 +229,10 @@ def run_verification(args, ops, release: Release) -> int:
         run = deploy_and_verify(ops, release, suites, break_lock=args.break_lock)
     folder = write_report(run, args.reports_dir or args.project_dir / "reports", ops.secrets.mask)
     print(ops.secrets.mask(console_summary(run, folder)))
+    if run.interrupted:
+        return EXIT_INTERRUPTED
+    if run.attention:
+        return EXIT_ATTENTION
     return EXIT_OK if run.passed and not run.deploy_error else EXIT_FAILED
 
 
@@ -247,9 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {secrets.mask(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
+    except Interrupted as exc:
+        print(f"INTERRUPTED: {secrets.mask(str(exc))}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NeedsAttention as exc:
+        print(f"FAILED, THE HOST NEEDS ATTENTION: {secrets.mask(str(exc))}", file=sys.stderr)
+        return EXIT_ATTENTION
     except OperationError as exc:
         print(f"FAILED: {secrets.mask(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED

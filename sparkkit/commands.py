@@ -60,7 +60,8 @@ def containers(project: str) -> list[str]:
 LOCK_SCRIPT = """
 root="$1"; info="$2"; breaking="$3"
 mkdir -p "$root" || exit 3
-if [ "$breaking" = "1" ]; then rm -rf "$root/lock"; fi
+if [ "$breaking" = "*" ]; then rm -rf "$root/lock"
+elif [ -n "$breaking" ] && grep -qF -- "$breaking" "$root/lock/info.json" 2>/dev/null; then rm -rf "$root/lock"; fi
 if mkdir "$root/lock" 2>/dev/null; then
   printf '%s\\n' "$info" > "$root/lock/info.json"
   echo ACQUIRED
@@ -71,13 +72,15 @@ fi
 """
 
 
-def acquire_lock(root: str, info_json: str, *, break_lock: bool) -> list[str]:
-    return _sh(LOCK_SCRIPT, root, info_json, "1" if break_lock else "0")
+def acquire_lock(root: str, info_json: str, *, break_lock: bool, stale_token: str = "") -> list[str]:
+    """Take the lock; ``break_lock`` removes any holder, ``stale_token`` only the holder with that token
+    (a lock left by a run that is known to be dead, so two runs cannot both break a live one)."""
+    return _sh(LOCK_SCRIPT, root, info_json, "*" if break_lock else stale_token)
 
 
 UNLOCK_SCRIPT = """
 root="$1"; token="$2"
-if grep -q -- "$token" "$root/lock/info.json" 2>/dev/null; then rm -rf "$root/lock"; fi
+if grep -qF -- "$token" "$root/lock/info.json" 2>/dev/null; then rm -rf "$root/lock"; fi
 """
 
 

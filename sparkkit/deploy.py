@@ -10,6 +10,7 @@ import base64
 import getpass
 import io
 import json
+import os
 import shlex
 import socket
 import tarfile
@@ -22,7 +23,7 @@ from typing import Callable
 
 from sparkkit import commands as cmd
 from sparkkit.config import HostConfig
-from sparkkit.errors import OperationError
+from sparkkit.errors import ConnectionLost, Interrupted, NeedsAttention, OperationError
 from sparkkit.executor import Executor
 from sparkkit.facts import HostFacts, parse_containers, parse_lock, parse_preflight
 from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
@@ -54,6 +55,30 @@ class DeployFailed(OperationError):
         self.service = service
         self.restored = restored
         super().__init__(message)
+
+
+class RestoreFailed(DeployFailed, NeedsAttention):
+    """The release failed and putting the previous one back failed too."""
+
+
+class RollbackFailed(NeedsAttention):
+    """A rollback started and did not finish; the message says what is running now."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_holder(holder: dict, me: str) -> bool:
+    """A lock left by a kit on this machine whose process is gone (so it can be taken over safely)."""
+    pid = holder.get("pid")
+    return holder.get("who") == me and isinstance(pid, int) and pid > 0 and not pid_alive(pid)
 
 
 def who() -> str:
@@ -101,10 +126,13 @@ class HostOps:
         self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
         self.ids_before: dict[str, str] = {}  # service -> container id before this run
         self._lock_depth = 0
+        self.current_stage = "start"
+
     @contextmanager
     def stage(self, name: str):
         """Time a stage and count its SSH round trips (for the report and `make bench`)."""
         start, trips = time.perf_counter(), getattr(self.ex, "round_trips", 0)
+        self.current_stage = name
         try:
             yield
         finally:
@@ -146,11 +174,17 @@ class HostOps:
                 self._lock_depth -= 1
             return
         token = uuid.uuid4().hex
-        info = json.dumps({"who": who(), "since": now_iso(), "action": action, "release": release,
-                           "token": token})
+        info = json.dumps({"who": who(), "pid": os.getpid(), "since": now_iso(), "action": action,
+                           "release": release, "token": token})
         with self.stage("lock"):
             result = self.ex.run(cmd.acquire_lock(self.cfg.root, info, break_lock=break_lock))
-        acquired, holder = parse_lock(result.stdout)
+            acquired, holder = parse_lock(result.stdout)
+            if not acquired and stale_holder(holder, who()) and isinstance(holder.get("token"), str):
+                self.out(f"{self.cfg.name}: the lock was left by a run that died (pid {holder['pid']} on this "
+                         f"machine, {holder.get('action', '?')} since {holder.get('since', '?')}); taking it over")
+                result = self.ex.run(cmd.acquire_lock(self.cfg.root, info, break_lock=False,
+                                                      stale_token=holder["token"]))
+                acquired, holder = parse_lock(result.stdout)
         if not acquired:
             raise LockHeld(
                 f"{self.cfg.name}: locked by {holder.get('who', '?')} since {holder.get('since', '?')} "
@@ -187,7 +221,7 @@ class HostOps:
             try:
                 with self.stage("compose up"):
                     self.ex.run(cmd.compose_up(self.cfg.project, compose_file, wave, remove_orphans=(i == 0)),
-                                timeout_s=900)
+                                timeout_s=900, pty=True)
             except OperationError as exc:
                 return False, wave[0] if len(wave) == 1 else None, f"docker compose up failed: {exc}"
             with self.stage("health wait"):
@@ -254,7 +288,8 @@ class HostOps:
             return Outcome(action="deploy", release=release.id, changed=False, previous=release.id,
                            message=f"{cfg.name}: release {release.id} is already current and healthy; nothing restarted")
         previous = facts.current_release
-        with self.locked("deploy", release.id, break_lock=break_lock):
+
+        def install_and_start() -> tuple[bool, str | None, str]:
             if release.id not in facts.releases:
                 self.out(f"  uploading release {release.id} ({len(archive) // 1024 + 1} KiB)")
                 with self.stage("upload"):
@@ -269,17 +304,52 @@ class HostOps:
                     self.ex.run(chain(cmd.switch_current(cfg.root, release.id),
                                       self.audit_argv("deploy", release.id, "ok", previous=previous),
                                       cmd.prune_releases(cfg.root, keep)))
+            return ok, service, why
+
+        with self.locked("deploy", release.id, break_lock=break_lock):
+            ok, service, why = self.guarded("deploy", release.id, previous, install_and_start)
+            if ok:
                 was = "restarted" if previous == release.id else f"previous: {previous or 'none'}"
                 return Outcome(action="deploy", release=release.id, changed=True, previous=previous,
                                message=f"{cfg.name}: release {release.id} is live ({was})")
             return self._fail_and_restore("deploy", release.id, previous, service, why)
+
+    def guarded(self, action: str, release_id: str, previous: str | None,
+                steps: Callable[[], tuple[bool, str | None, str]]) -> tuple[bool, str | None, str]:
+        """Run the steps that change the host. A dropped connection becomes a failure to restore from
+        (the next command reconnects); Ctrl-C stops, records it and says what the host looks like."""
+        try:
+            return steps()
+        except ConnectionLost as exc:
+            self.out(f"{self.cfg.name}: {exc}\n  reconnecting to put the host right")
+            return False, None, f"the SSH connection dropped during {self.current_stage}"
+        except KeyboardInterrupt:
+            raise self._interrupted(action, release_id, previous) from None
+
+    def _interrupted(self, action: str, release_id: str, previous: str | None) -> Interrupted:
+        stage = self.current_stage
+        self.out(f"{self.cfg.name}: interrupted (Ctrl-C) during {stage}; recording it and releasing the lock")
+        try:
+            self.audit(action, release_id, "interrupted", stage=stage, previous=previous)
+            current = self.facts().current_release
+        except OperationError as exc:
+            return Interrupted(f"{self.cfg.name}: {action} of {release_id} interrupted during {stage}; could not "
+                               f"read the host afterwards ({exc}). Run `sparkkit status {self.cfg.name}`.")
+        if current == release_id and previous != release_id:
+            state = f"release {release_id} is current (the switch had happened)"
+        else:
+            state = (f"current release is still {current or 'none'}; services may be part-way to {release_id}. "
+                     f"Rerun the {action} to finish it")
+            if current:
+                state += f", or `sparkkit rollback {self.cfg.name} --to {current}` to put the current one back"
+        return Interrupted(f"{self.cfg.name}: {action} of {release_id} interrupted during {stage}: {state}.")
 
     def ensure_images(self, action: str, release_id: str, images: list[str]) -> None:
         """Pull what is missing while the running stack keeps serving; fail before touching it."""
         if not images:
             return
         self.out(f"  checking images, pulling any missing: {', '.join(images)} (the running stack keeps serving)")
-        pulled = self.ex.run(cmd.ensure_images(images), check=False, timeout_s=3600)
+        pulled = self.ex.run(cmd.ensure_images(images), check=False, timeout_s=3600, pty=True)
         if pulled.rc != 0:
             self.audit(action, release_id, "failed", reason="image pull")
             raise OperationError(
@@ -296,13 +366,20 @@ class HostOps:
             self.out(f"  restoring previous release {previous}")
             try:
                 ok, bad, bad_why = self.activate(previous, self.manifest_specs(previous))
+                if ok:  # current may have been switched when the connection dropped
+                    self.ex.run(cmd.switch_current(cfg.root, previous))
             except OperationError as exc:
                 ok, bad, bad_why = False, None, str(exc)
             if not ok:
-                self.audit(action, release_id, "failed", service=service, restore=previous, restore_result="failed")
-                raise DeployFailed(
-                    f"{cfg.name}: {action} of {release_id} failed ({service}: {why}) AND restoring {previous} "
-                    f"failed ({bad}: {bad_why}). The host needs attention.", service=service)
+                try:
+                    self.audit(action, release_id, "failed", service=service, restore=previous,
+                               restore_result="failed")
+                except OperationError:
+                    pass
+                raise RestoreFailed(
+                    f"{cfg.name}: {action} of {release_id} failed ({service or 'compose'}: {why}) AND restoring "
+                    f"{previous} failed ({bad or 'compose'}: {bad_why}). The host needs attention: see "
+                    f"`sparkkit status {cfg.name}`.", service=service)
             restored = previous
         elif previous is None:
             self.out("  no previous release: stopping the new one, the host is left as it was")
@@ -332,16 +409,27 @@ class HostOps:
             raise OperationError(f"{cfg.name}: release {to!r} is not kept on the host "
                                  f"(kept: {', '.join(facts.releases) or 'none'})")
         specs = self.manifest_specs(to)
-        with self.locked("rollback", to, break_lock=break_lock):
-            self.out(f"{cfg.name}: rolling back from {current or 'none'} to {to}")
+
+        def start() -> tuple[bool, str | None, str]:
             self.ensure_images("rollback", to, sorted({s.image for s in specs}))
             ok, service, why = self.activate(to, specs)
             if ok:
-                self.ex.run(chain(cmd.switch_current(cfg.root, to),
-                                  self.audit_argv("rollback", to, "ok", previous=current)))
+                with self.stage("switch"):
+                    self.ex.run(chain(cmd.switch_current(cfg.root, to),
+                                      self.audit_argv("rollback", to, "ok", previous=current)))
+            return ok, service, why
+
+        with self.locked("rollback", to, break_lock=break_lock):
+            self.out(f"{cfg.name}: rolling back from {current or 'none'} to {to}")
+            ok, service, why = self.guarded("rollback", to, current, start)
+            if ok:
                 return Outcome(action="rollback", release=to, changed=True,
                                message=f"{cfg.name}: release {to} is live (rolled back from {current or 'none'})")
-            return self._fail_and_restore("rollback", to, current, service, why)
+            try:
+                self._fail_and_restore("rollback", to, current, service, why)
+            except DeployFailed as exc:
+                raise RollbackFailed(f"ROLLBACK FAILED: {exc}") from None
+            raise AssertionError("_fail_and_restore always raises")
 
     def down(self, *, break_lock: bool = False) -> Outcome:
         cfg = self.cfg

@@ -31,4 +31,12 @@ class HostUnreachable(OperationError):
 
 
 class ConnectionLost(OperationError):
-    """The SSH connection dropped (or stopped answering) mid-run: the host's state is unknown."""
+    """The SSH connection dropped; the command in flight may or may not have run to its end."""
+
+
+class NeedsAttention(OperationError):
+    """A restore or rollback failed: the host is not in a state the kit could vouch for. Exit code 3."""
+
+
+class Interrupted(OperationError):
+    """The operator pressed Ctrl-C; the message says what state the host was left in. Exit code 130."""

@@ -34,7 +34,7 @@ class Result:
 
 class Executor(Protocol):
     def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
-            timeout_s: float = 120.0) -> Result: ...
+            timeout_s: float = 120.0, pty: bool = False) -> Result: ...
 
     def close(self) -> None: ...
 
@@ -50,12 +50,20 @@ def fingerprint(key) -> str:
 
 @dataclass
 class SshExecutor:
-    """One SSH connection (Fabric) per kit command; each ``run`` is one channel on it."""
+    """One SSH connection (Fabric) per kit command; each ``run`` is one channel on it.
+
+    A dropped connection fails the command in flight with ``ConnectionLost`` (its effect on the host
+    is unknown, so it is never retried here); the next command opens a new connection, so the caller
+    can restore the host and release its lock. ``pty=True`` gives the command a terminal, so that it
+    dies (SIGHUP) when the connection drops or the kit is interrupted, instead of running on unseen.
+    """
 
     settings: SshSettings
     host_name: str
     notices: list[str] = field(default_factory=list)
     round_trips: int = 0
+    connects: int = 0
+    dropped: int = 0  # connections that were lost mid-command (a fleet tells 'lost' from 'failed')
     _conn: object = None
     _forwards: list = field(default_factory=list)
 
@@ -117,20 +125,38 @@ class SshExecutor:
                                   f"{conn.port}: {exc}") from None
         _detect_dead_link(conn.client.get_transport().sock)
         self._conn = conn
+        self.connects += 1
         return conn
 
+    def _lost(self, message: str) -> ConnectionLost:
+        self.dropped += 1
+        return ConnectionLost(message)
+
+    def _connection(self):
+        """The open connection; a new one when the last one dropped (said in ``notices``)."""
+        if self._conn is not None:
+            transport = self._conn.client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._conn
+            self._conn.close()
+            self._conn = None
+            self.notices.append(f"{self.host_name}: the SSH connection had dropped; reconnected")
+        return self._connect()
+
     def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
-            timeout_s: float = 120.0) -> Result:
-        conn = self._conn or self._connect()
+            timeout_s: float = 120.0, pty: bool = False) -> Result:
+        conn = self._connection()
         command = shlex.join(argv)
         self.round_trips += 1
         try:
             chan = conn.client.get_transport().open_session(timeout=DEAD_AFTER_S)
         except Exception as exc:  # the connection dropped
-            raise ConnectionLost(f"{self.host_name}: SSH connection lost: {exc}") from None
+            raise self._lost(f"{self.host_name}: SSH connection lost: {exc}") from None
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout_s
         try:
+            if pty:
+                chan.get_pty(term="dumb", width=200)
             chan.exec_command(command)
             if stdin:
                 chan.sendall(stdin)
@@ -148,21 +174,20 @@ class SshExecutor:
                 if chan.closed:
                     if chan.exit_status_ready():
                         break
-                    raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
+                    raise self._lost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
                 if time.monotonic() > deadline:
                     raise OperationError(f"{self.host_name}: remote command timed out after "
                                          f"{timeout_s:.0f}s: {command[:200]}")
                 select.select([chan], [], [], 0.2)
             rc = chan.recv_exit_status()
-            if rc == -1 and not conn.client.get_transport().is_active():  # closed without an exit status
-                raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
+            if rc == -1:  # paramiko's value for a channel closed without an exit status
+                raise self._lost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
         except OperationError:
-            chan.close()
             raise
         except Exception as exc:
+            raise self._lost(f"{self.host_name}: SSH connection lost: {exc}") from None
+        finally:  # also on Ctrl-C: closing the channel hangs up a command that has a pty
             chan.close()
-            raise ConnectionLost(f"{self.host_name}: SSH connection lost: {exc}") from None
-        chan.close()
         result = Result(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
         if check and rc != 0:
             raise RemoteCommandError(command[:300], rc, result.stderr or result.stdout)
@@ -171,7 +196,7 @@ class SshExecutor:
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> int:
         """A local port that reaches ``remote_host:remote_port`` as seen from the host, through this
         SSH connection (for service ports bound to the host's loopback). Returns the local port."""
-        conn = self._conn or self._connect()
+        conn = self._connection()
         transport = conn.client.get_transport()
         transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server = socket.socket()

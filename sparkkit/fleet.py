@@ -114,17 +114,18 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
     try:
         run = deploy_and_verify(ops, release, suites, break_lock=break_lock)
         status = classify(run)
-    except HostUnreachable as exc:
+        if status != fp.PASSED and getattr(ex, "dropped", 0) and getattr(run, "attention", False):
+            status = fp.LOST  # the connection dropped and the host could not be put right over a new one
+    except (HostUnreachable, ConnectionLost) as exc:
         run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
         run.deploy_error = str(exc)
-        run.decision = "not started: host unreachable; nothing on it was touched"
-        status = fp.UNREACHABLE
-    except ConnectionLost as exc:
-        run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
-        run.deploy_error = str(exc)
-        run.decision = ("connection lost mid-run: the host's state is unknown; check it (`sparkkit status`), "
-                        "then rerun (a lock left behind needs --break-lock)")
-        status = fp.LOST
+        if isinstance(exc, HostUnreachable) and not getattr(ex, "connects", 0):
+            run.decision = "not started: host unreachable; nothing on it was touched"
+            status = fp.UNREACHABLE
+        else:  # it was reachable, then went away mid-run
+            run.decision = ("connection lost mid-run: the host's state is unknown; check it (`sparkkit status`), "
+                            "then rerun (a lock left behind needs --break-lock)")
+            status = fp.LOST
     except OperationError as exc:  # a failure the single-host command would also stop on
         run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
         run.deploy_error = str(exc)

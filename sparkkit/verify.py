@@ -11,7 +11,7 @@ from typing import Callable
 from sparkkit import commands as cmd
 from sparkkit.config import HostConfig
 from sparkkit.deploy import DeployFailed, HostOps, LockHeld, now_iso
-from sparkkit.errors import ConnectionLost, OperationError
+from sparkkit.errors import ConnectionLost, Interrupted, NeedsAttention, OperationError
 from sparkkit.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
 from sparkkit.memory import account, memory_facts_command, parse_memory_facts
 from sparkkit.probe.runner import probe_service
@@ -45,6 +45,8 @@ class Verification:
     passed: bool = False
     decision: str = ""
     stages: dict = field(default_factory=dict)  # stage -> {"seconds", "round_trips"}
+    interrupted: bool = False  # Ctrl-C: exit 130
+    attention: bool = False  # a restore or rollback failed: exit 3
 
     def to_json(self) -> dict:
         out = dict(self.__dict__)
@@ -137,9 +139,17 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     since = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
         outcome = ops.deploy(release)
+    except Interrupted as exc:
+        run.deploy_error = str(exc)
+        run.interrupted = True
+        run.decision = "interrupted during the deploy (Ctrl-C)"
+        run.finished = now_iso()
+        return run
     except DeployFailed as exc:
         run.deploy_error = str(exc)
+        run.attention = isinstance(exc, NeedsAttention)
         run.decision = (f"deploy failed; restored {exc.restored}" if exc.restored
+                        else "DEPLOY AND RESTORE FAILED: the host needs attention" if run.attention
                         else "deploy failed; nothing kept")
         run.finished = now_iso()
         return run
@@ -159,9 +169,28 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     run.startup_s = {s.name: (None if before.get(s.name) and before[s.name].id == ops.ids_before.get(s.name)
                               else ops.startup_s.get(s.name)) for s in cfg.services}
     ops.out(f"{cfg.name}: verifying release {release.id}")
-    measure(ops, cfg, suites, run, since_iso=since, before=before)
-    with ops.stage("store results"):
-        _store_results(ops, run)
+    try:
+        measure(ops, cfg, suites, run, since_iso=since, before=before)
+        with ops.stage("store results"):
+            _store_results(ops, run)
+    except KeyboardInterrupt:
+        run.interrupted = True
+        run.passed = False
+        run.decision = (f"interrupted during verification (Ctrl-C): release {release.id} stays live, unverified; "
+                        f"run `sparkkit verify {cfg.name}` to judge it, or `sparkkit rollback {cfg.name}`")
+        ops.out(f"{cfg.name}: {run.decision}")
+        try:
+            ops.audit("verify", release.id, "interrupted")
+        except OperationError:
+            pass
+        run.finished = now_iso()
+        run.stages = ops.stages
+        return run
+    except OperationError as exc:  # e.g. the connection dropped: an unverified release is not kept
+        ops.out(f"{cfg.name}: verification could not finish: {exc}")
+        run.passed = False
+        run.gates = [*run.gates, Gate(name="verification finished", service="host", observed="no",
+                                      threshold="yes", passed=False, why=ops.secrets.mask(str(exc)))]
     failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]
     ops.audit("verify", release.id, "pass" if run.passed else "fail", failed_gates=failed)
     if run.passed:
@@ -174,7 +203,9 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
             ops.rollback(run.previous, break_lock=False)
             run.decision = f"rolled back to {run.previous} (healthy)"
         except OperationError as exc:
-            run.decision = f"ROLLBACK FAILED: {exc}"
+            run.attention = True
+            text = str(exc)
+            run.decision = text if text.startswith("ROLLBACK FAILED") else f"ROLLBACK FAILED: {text}"
     elif cfg.gates.first_deploy_failure == "stop":
         ops.out(f"{cfg.name}: gates failed on a first deploy; stopping it")
         ops.down()

@@ -86,3 +86,16 @@ def test_lock_is_exclusive_and_shows_holder(tmp_path):
     broken = _sh(cmd.acquire_lock(root, '{"who": "bob", "token": "t2"}', break_lock=True), tmp_path)
     assert broken.stdout.startswith("ACQUIRED")
     assert "bob" in (tmp_path / "root" / "lock" / "info.json").read_text()
+
+
+def test_a_stale_token_breaks_only_the_lock_it_names(tmp_path):
+    root = str(tmp_path / "root")
+    _sh(cmd.acquire_lock(root, '{"who": "alice", "token": "t1"}', break_lock=False), tmp_path)
+    # a run that thinks t0 is dead must not break alice's live lock
+    refused = _sh(cmd.acquire_lock(root, '{"who": "bob", "token": "t2"}', break_lock=False, stale_token="t0"),
+                  tmp_path)
+    assert refused.stdout.startswith("HELD") and "alice" in refused.stdout
+    taken = _sh(cmd.acquire_lock(root, '{"who": "bob", "token": "t2"}', break_lock=False, stale_token="t1"),
+                tmp_path)
+    assert taken.stdout.startswith("ACQUIRED")
+    assert "bob" in (tmp_path / "root" / "lock" / "info.json").read_text()

@@ -26,7 +26,7 @@ class RecordingExecutor:
         self.answers = answers  # list of (substring, Result)
         self.commands: list[str] = []
 
-    def run(self, argv, *, stdin=b"", check=True, timeout_s=120.0):
+    def run(self, argv, *, stdin=b"", check=True, timeout_s=120.0, pty=False):
         line = shlex.join(argv)
         self.commands.append(line)
         for pattern, result in self.answers:
@@ -98,7 +98,7 @@ def test_first_deploy_order(setup):
             kinds.append("poll")
         elif "current.tmp" in c:
             kinds.append("switch+audit+prune")
-        elif "grep -q" in c:
+        elif "$token" in c:
             kinds.append("unlock")
     assert kinds == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
     assert "--remove-orphans" in ex.commands[3] and "vllm-nemotron" not in ex.commands[3]
@@ -132,6 +132,6 @@ def test_the_lock_is_reentrant_and_released_once(setup):
     with ops.locked("outer", None, break_lock=False):
         with ops.locked("inner", None, break_lock=False):
             pass
-        assert not any("grep -q" in c for c in ex.commands)  # still held
+        assert not any("$token" in c for c in ex.commands)  # still held
     assert sum("ACQUIRED" in c for c in ex.commands) == 1
-    assert sum("grep -q" in c for c in ex.commands) == 1
+    assert sum("$token" in c for c in ex.commands) == 1

@@ -156,8 +156,9 @@ def test_a_link_cut_mid_deploy_is_reported_lost_and_the_others_finish(fleet, cap
     assert result["code"] == 1
     results = by_host(fleet.summary())
     assert results[host_name(2)]["status"] == "lost"
-    assert "connection lost" in results[host_name(2)]["error"].lower()
-    assert "state is unknown" in results[host_name(2)]["decision"]
+    # the connection dropped, and putting the host right over a new one failed too (it is cut off)
+    assert "connection" in results[host_name(2)]["error"].lower()
+    assert any(words in results[host_name(2)]["decision"] for words in ("state is unknown", "needs attention"))
     for i in (1, 3):
         assert results[host_name(i)]["status"] == "passed"
     # the run that lost its connection left its lock: the next run needs --break-lock, as it says
