@@ -123,6 +123,8 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
             run.decision = "not started: host unreachable; nothing on it was touched"
             status = fp.UNREACHABLE
         else:  # it was reachable, then went away mid-run
+            if isinstance(exc, HostUnreachable):
+                run.deploy_error = f"{cfg.name}: the SSH connection was lost mid-run, and reconnecting failed: {exc}"
             run.decision = ("connection lost mid-run: the host's state is unknown; check it (`sparkkit status`), "
                             "then rerun (a lock left behind needs --break-lock)")
             status = fp.LOST
