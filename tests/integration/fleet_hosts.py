@@ -62,7 +62,7 @@ class Fleet:
     """A project whose inventory has the group ``fleet`` of ``n`` namespace hosts (each with its own
     sparkkit root, compose project and publish address) and the group ``pair`` (hosts 1 and 2)."""
 
-    def __init__(self, base: Path, n: int = HOSTS):
+    def __init__(self, base: Path, n: int = HOSTS, start_timeout_s: int = 40):
         self.dir = base / "project"
         for name in ("roles", "templates"):
             shutil.copytree(REPO / name, self.dir / name)
@@ -85,12 +85,12 @@ class Fleet:
                 "vllm": {"role": "vllm", "image": "sparkkit-rehearsal-vllm:latest", "model": "sim/model",
                          "port": VLLM_PORT, "container_port": 8000, "memory_gib": 0.25, "env": dict(FAST),
                          "flags": {"served-model-name": "smoke"}, "volumes": [], "ulimits": {"memlock": None},
-                         "healthcheck": {"interval_s": 1, "start_period_s": 30}, "start_timeout_s": 40,
+                         "healthcheck": {"interval_s": 1, "start_period_s": 30}, "start_timeout_s": start_timeout_s,
                          "probe_suites": ["fleet-smoke"],
                          "gates": {"min_accuracy": {"fleet-smoke": 1.0}}},
                 "app": {"role": "context_engine", "image": "sparkkit-rehearsal-app:latest", "port": APP_PORT,
                         "container_port": 8010, "memory_gib": 0.25, "healthcheck": {"interval_s": 1},
-                        "start_timeout_s": 40},
+                        "start_timeout_s": start_timeout_s},
             },
         }
         (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(common, sort_keys=False))
@@ -130,10 +130,13 @@ class Fleet:
             return {}
         return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in json.loads(docker("inspect", *ids))}
 
+    def cleanup_host(self, i: int) -> None:
+        ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project(i)}").split()
+        if ids:
+            docker("rm", "-f", *ids)
+        subprocess.run(["docker", "network", "rm", f"{self.project(i)}_default"], capture_output=True)
+        shutil.rmtree(self.root(i), ignore_errors=True)
+
     def cleanup(self) -> None:
         for i in range(1, self.n + 1):
-            ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project(i)}").split()
-            if ids:
-                docker("rm", "-f", *ids)
-            subprocess.run(["docker", "network", "rm", f"{self.project(i)}_default"], capture_output=True)
-            shutil.rmtree(self.root(i), ignore_errors=True)
+            self.cleanup_host(i)
