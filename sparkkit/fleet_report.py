@@ -14,7 +14,8 @@ from sparkkit import fleet_plan as fp
 from sparkkit.fleet import FleetRun
 
 
-def render_summary(fleet: FleetRun) -> str:
+def render_summary(fleet: FleetRun, folder: Path | None = None) -> str:
+    """The summary's markdown; report links relative to ``folder`` (where summary.md goes)."""
     v = fleet.verdict
     mode = ("all hosts in parallel" if fleet.serial is None
             else f"rolling, {fleet.serial} host(s) at a time"
@@ -34,7 +35,7 @@ def render_summary(fleet: FleetRun) -> str:
         gates = f"{r.gates_passed}/{r.gates_total}" if r.gates_total else "-"
         rows.append([r.host, r.batch or "-", r.status if r.status == fp.PASSED else f"**{r.status}**",
                      r.release or "-", r.previous or "-", gates, "-" if r.seconds is None else f"{r.seconds:.1f} s",
-                     r.decision, _rel(r.report, fleet)])
+                     r.decision, _rel(r.report, folder)])
     out += ["", "## Hosts", "", tabulate(rows, ["host", "batch", "result", "release", "previous", "gates", "time",
                                                 "decision", "report"], tablefmt="github")]
     failing = [r for r in fleet.results if r.failed_gates or r.error]
@@ -53,8 +54,10 @@ def render_summary(fleet: FleetRun) -> str:
     return "\n".join(out)
 
 
-def _rel(path: str | None, fleet: FleetRun) -> str:
-    return path or "-"
+def _rel(path: str | None, folder: Path | None) -> str:
+    if not path:
+        return "-"
+    return f"[report]({os.path.relpath(path, folder)})" if folder else path
 
 
 def write_summary(fleet: FleetRun, reports_dir: Path, mask) -> Path:
@@ -62,7 +65,7 @@ def write_summary(fleet: FleetRun, reports_dir: Path, mask) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", fleet.spec)[:60]
     folder = Path(reports_dir) / "fleet" / f"{stamp}-{name}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "summary.md").write_text(mask(render_summary(fleet)))
+    (folder / "summary.md").write_text(mask(render_summary(fleet, folder)))
     (folder / "summary.json").write_text(mask(json.dumps(fleet.to_json(), indent=1, ensure_ascii=False)))
     tmp = folder.parent / ".latest.tmp"
     if tmp.is_symlink() or tmp.exists():
