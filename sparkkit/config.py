@@ -55,6 +55,7 @@ class Placement:
     addresses: tuple[tuple[str, str], ...]  # host -> its address on the link between the hosts
     parallel: str  # tensor (--tensor-parallel-size N) or pipeline (--pipeline-parallel-size N)
     ray_port: int
+    network: str = "host"  # host: Ray and vLLM on the host's network (real Sparks); bridge: published ports
 
     def address(self, host: str) -> str:
         return dict(self.addresses)[host]
@@ -86,6 +87,7 @@ class Service:
     role_vars: dict = field(default_factory=dict)  # keys a role declares in its defaults
     placement: Placement | None = None  # served across several hosts (set before placement is applied)
     extra_ports: tuple[tuple[str, int, int], ...] = ()  # (address, host port, container port) beyond ``port``
+    network_mode: str | None = None  # "host": no published ports (set by a placement)
 
     def healthcheck_test(self) -> tuple[str, ...]:
         """The healthcheck command with ``{port}`` replaced by the container port."""
@@ -322,8 +324,12 @@ def _placement(reader: _Reader) -> Placement | None:
         addresses.append((host, value))
     addr.reject_unknown(set(hosts))
     ray_port = _port(p, "ray_port", 6379)
+    network = p.get("network", str, "host")
+    if network not in ("host", "bridge"):
+        raise p.fail("network", f"expected host or bridge, got {network!r}")
     p.reject_unknown()
-    return Placement(hosts=hosts, addresses=tuple(addresses), parallel=parallel, ray_port=ray_port)
+    return Placement(hosts=hosts, addresses=tuple(addresses), parallel=parallel, ray_port=ray_port,
+                     network=network)
 
 
 def _healthcheck(reader: _Reader) -> Healthcheck | None:

@@ -3,7 +3,9 @@
 A vLLM service with a ``placement`` becomes, on each host of ``placement.hosts``:
 
 - on the first (the **head**): the same vLLM service, whose container first starts a Ray head on
-  ``ray_port`` (published on the head's link address, where the workers reach it), then execs
+  ``ray_port`` (on the host's network with ``network: host``, the default, as Ray needs many ports
+  between nodes; with ``network: bridge`` only that port is published, on the head's link
+  address, which is enough for the rehearsal simulator), then execs
   ``vllm serve`` with ``--tensor-parallel-size N`` (or ``--pipeline-parallel-size N``) and
   ``--distributed-executor-backend ray``. vLLM waits until the cluster has a GPU per rank before it
   serves, so its health check passes only when every worker has joined: this is the one endpoint
@@ -48,13 +50,15 @@ def place(svc: "Service", host: str, source: str) -> "Service":
                          f"service only to those hosts' group", source=source, key=f"{key}.hosts")
     head = p.hosts[0]
     env = {**dict(svc.env), "VLLM_HOST_IP": p.address(host)}
+    if p.network == "host":  # Ray needs many ports between the nodes: the host's network, no mapping
+        svc = replace(svc, network_mode="host", container_port=svc.port)
     if host == head:
         size_flag = SIZE_FLAGS[p.parallel]
         flags = [(k, v) for k, v in svc.flags if k not in (*SIZE_FLAGS.values(), "distributed-executor-backend")]
         flags += [(size_flag, len(p.hosts)), ("distributed-executor-backend", "ray")]
         return replace(svc, entrypoint=("sh", "-c", HEAD_SCRIPT, str(p.ray_port)), flags=tuple(flags),
                        env=tuple(env.items()),
-                       extra_ports=((p.address(head), p.ray_port, p.ray_port),))
+                       extra_ports=() if p.network == "host" else ((p.address(head), p.ray_port, p.ray_port),))
     head_at = f"{p.address(head)}:{p.ray_port}"
     health = svc.healthcheck and replace(svc.healthcheck, test=("CMD", "ray", "health-check", "--address", head_at))
     return replace(svc, role="ray_worker", entrypoint=("ray",),

@@ -79,7 +79,9 @@ def test_the_head_starts_ray_then_vllm_with_the_parallel_flags(tmp_path):
     assert cmd.count("--tensor-parallel-size") == 1
     assert cmd[cmd.index("--tensor-parallel-size") + 1] == "2"
     assert cmd[cmd.index("--distributed-executor-backend") + 1] == "ray"
-    assert "192.168.100.10:6379:6379" in big["ports"]  # workers reach the head on its link address
+    # Ray needs many ports between the nodes: the host's network by default, nothing published
+    assert big["network_mode"] == "host" and "ports" not in big
+    assert cmd[cmd.index("--port") + 1] == "8005"  # on the host's network vLLM listens on the service port
     assert big["environment"]["VLLM_HOST_IP"] == "192.168.100.10"
     assert big["environment"]["NCCL_SOCKET_IFNAME"] == "enp1s0f1np1"
     assert big["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
@@ -96,18 +98,22 @@ def test_the_worker_runs_a_ray_worker_of_the_same_image(tmp_path):
                               "--block"]
     assert big["healthcheck"]["test"] == ["CMD", "ray", "health-check", "--address", "192.168.100.10:6379"]
     assert big["environment"]["VLLM_HOST_IP"] == "192.168.100.11"
+    assert big["network_mode"] == "host"
     assert "--tensor-parallel-size" not in " ".join(big["command"])
     # no API on a worker: nothing to probe there
     assert [s.name for s, _ in targets_for(cfg, load_suites(tmp_path / "proj"))] == ["app"]
 
 
-def test_pipeline_parallel_and_another_ray_port(tmp_path):
+def test_pipeline_parallel_and_bridge_networking_with_another_ray_port(tmp_path):
     proj = project(tmp_path, overlay={"inventory/group_vars/pair.yml": """
-        services: {big: {placement: {parallel: pipeline, ray_port: 6380}}}"""})
+        services: {big: {container_port: 8000, placement: {parallel: pipeline, ray_port: 6380, network: bridge}}}"""})
     _, head = compose(proj, "spark-a")
     cmd = head["big"]["command"]
     assert cmd[cmd.index("--pipeline-parallel-size") + 1] == "2"
-    assert head["big"]["entrypoint"][-1] == "6380" and "192.168.100.10:6380:6380" in head["big"]["ports"]
+    assert "network_mode" not in head["big"]
+    # the API on bind_address as usual, and the Ray port on the head's link address for the workers
+    assert head["big"]["ports"] == ["127.0.0.1:8005:8000", "192.168.100.10:6380:6380"]
+    assert head["big"]["entrypoint"][-1] == "6380"
     _, worker = compose(proj, "spark-b")
     assert worker["big"]["command"][1] == "--address=192.168.100.10:6380"
 
@@ -134,6 +140,7 @@ def test_the_head_script_keeps_its_arguments_as_arguments(tmp_path):
      "placement.addresses.spark-b: expected an IP address"),
     ("services: {big: {placement: {addresses: {spark-z: 10.0.0.9}}}}", "placement.addresses.spark-z: unknown key"),
     ("services: {big: {placement: {ray_port: 0}}}", "placement.ray_port: must be a port number"),
+    ("services: {big: {placement: {network: overlay}}}", "placement.network: expected host or bridge"),
 ])
 def test_bad_placements_name_the_file_and_key(tmp_path, pair, message):
     proj = project(tmp_path, overlay={"inventory/group_vars/pair.yml": pair})

@@ -41,7 +41,9 @@ def pair(testbed, tmp_path_factory):
                 "gates": {"min_accuracy": {"fleet-smoke": 1.0}},
                 "placement": {"hosts": [host_name(1), host_name(2)],
                               "addresses": {host_name(1): pub_addr(1), host_name(2): pub_addr(2)},
-                              "ray_port": RAY_PORT}}}}
+                              "ray_port": RAY_PORT,
+                              # one Docker engine for both hosts: published ports, not the host's network
+                              "network": "bridge"}}}}
     (f.dir / "inventory" / "group_vars" / "pair.yml").write_text(yaml.safe_dump(placed, sort_keys=False))
     yield f
     f.cleanup()
