@@ -60,6 +60,7 @@ def main_bench() -> int:
             fleet.cleanup_host(1)  # so that the 8-host run is a first deploy on every host
             rows[f"{HOSTS} hosts in parallel, first deploy"] = fleet_run(fleet, "fleet")
             rows[f"{HOSTS} hosts in parallel, no-op redeploy"] = fleet_run(fleet, "fleet")
+            rows["1 host, no-op redeploy"] = fleet_run(fleet, host_name(1), "--serial", "1")
         finally:
             fleet.cleanup()
             netns("down")
@@ -71,7 +72,9 @@ def main_bench() -> int:
                            "overlap (sum / wall)", "verdict"], tablefmt="github"))
     one = rows["1 host, first deploy"]["wall_s"]
     many = rows[f"{HOSTS} hosts in parallel, first deploy"]["wall_s"]
-    print(f"\n{HOSTS} hosts took {many / one:.2f}x the wall time of 1 host "
+    noop = rows[f"{HOSTS} hosts in parallel, no-op redeploy"]["wall_s"] / rows["1 host, no-op redeploy"]["wall_s"]
+    print(f"\n{HOSTS} hosts took {many / one:.2f}x the wall time of 1 host for a first deploy, {noop:.2f}x "
+          f"for a no-op redeploy "
           f"({os.cpu_count()} CPU cores shared by the kit, {HOSTS} sshds and {2 * HOSTS} simulator containers)")
     out = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
            "cpus": os.cpu_count(), "rows": rows}
