@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 SPARKKIT := $(VENV)/bin/sparkkit
 ARGS ?=
 
+
+.PHONY: fleet-testbed fleet-testbed-down
 .PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe verify bench test test-unit clean
 
 help:
@@ -14,6 +16,7 @@ help:
 	@echo "make verify                  probe and judge the running release (no deploy)"
 	@echo "make diff|status|rollback|down|render|probe HOST=..."
 	@echo "make test                    unit + integration tests (starts the testbed)"
+	@echo "make deploy-and-verify HOST=rehearsal_fleet [ARGS='--serial 1']   a fleet of namespace hosts"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,9 +28,11 @@ venv: $(VENV)/.installed
 testbed: venv
 	bash testbed/setup.sh
 
-# The rehearsal host needs its testbed; a real host needs nothing local.
+# The rehearsal host needs its testbed, the fleet rehearsal hosts (group rehearsal_fleet,
+# hosts skit-fleet-N) their namespaces too; a real host needs nothing local.
 define needs_testbed
 	@if [ "$(HOST)" = "rehearsal" ]; then bash testbed/setup.sh; fi
+	@case ",$(HOST)," in *,rehearsal_fleet,*|*,skit-fleet-*) bash testbed/setup.sh && bash testbed/netns.sh up $(FLEET_HOSTS);; esac
 endef
 
 deploy: venv
@@ -76,3 +81,12 @@ probe: venv
 
 bench: testbed
 	$(PY) bench/run.py
+	$(PY) bench/fleet_bench.py
+
+# fleet rehearsal hosts (network namespaces with their own sshd): make fleet-testbed [FLEET_HOSTS=3]
+FLEET_HOSTS ?= 3
+fleet-testbed: testbed
+	bash testbed/netns.sh up $(FLEET_HOSTS)
+
+fleet-testbed-down:
+	bash testbed/netns.sh down

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"sparkkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("host", metavar="HOST", help="a host name from inventory/hosts.yml")
+    common.add_argument("host", metavar="HOST", help="a host name from inventory/hosts.yml (deploy-and-verify: "
+                                                      "also a group, or a comma-separated list)")
     common.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
                         help="override an inventory value (highest precedence), e.g. -e services.searxng.port=8081;"
                              " the value is parsed as YAML; repeatable")
@@ -75,13 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     reports = argparse.ArgumentParser(add_help=False)
     reports.add_argument("--reports-dir", type=Path, default=None,
                          help="where reports go (default: reports/ in the project folder)")
-    sub.add_parser("deploy-and-verify", parents=[common, ssh, locking, reports],
-                   help="deploy, run the probe suite, check the gates; keep the release or roll back; write the report",
-                   description="Deploy the release, probe every service, read memory and crash facts, and judge "
-                               "the gates. All pass: the release stays. Any fails: the previous release comes back "
-                               "(a first deploy is stopped, unless gates.first_deploy_failure is keep). Exit 0 "
-                               "kept, 1 failed or rolled back, 2 bad input, 3 the rollback failed (the host needs "
-                               "attention), 130 interrupted. Writes reports/<host>/<time>-<release>/ in every case.")
+    p = sub.add_parser("deploy-and-verify", parents=[common, ssh, locking, reports],
+                       help="deploy, run the probe suite, check the gates; keep the release or roll back; write "
+                            "the report (HOST may be a group or a comma-separated list: a fleet)",
+                       description="Deploy the release, probe every service, read memory and crash facts, and judge "
+                                   "the gates. All pass: the release stays. Any fails: the previous release comes "
+                                   "back (a first deploy is stopped, unless gates.first_deploy_failure is keep). "
+                                   "Exit 0 kept, 1 failed or rolled back, 2 bad input, 3 the rollback failed (the host "
+                                   "needs attention), 130 interrupted. Writes "
+                                   "reports/<host>/<time>-<release>/. HOST may name a group or a comma-separated "
+                                   "list of hosts and groups: every host runs at once (--serial N: N at a time, "
+                                   "stopping at the first failed host), each with its own connection, lock and "
+                                   "report, plus reports/fleet/<time>-<HOST>/summary.md; exit 0 only when every "
+                                   "host passed.")
+    p.add_argument("--serial", type=int, metavar="N",
+                   help="rolling: N hosts at a time; stop after the first batch with a failed host (its "
+                        "hosts are rolled back, the rest are not touched)")
+    p.add_argument("--max-fail-percent", type=float, metavar="P",
+                   help="with --serial: go on while at most P%% of the fleet has failed")
     sub.add_parser("verify", parents=[common, ssh, reports],
                    help="probe and judge the running release without deploying; write the report")
     p = sub.add_parser("probe", parents=[ssh], help="run the probe suite against the host's services, or --url",
@@ -120,6 +132,18 @@ def load(args) -> tuple[HostConfig, Secrets, Release]:
                  f"(deploy refuses to run without it)")
     return cfg, secrets, render_release(cfg, secrets, project)
 
+
+
+def is_fleet(args) -> bool:
+    """A group, a list, or --serial: the fleet path; one plain host name: the single-host path."""
+    from sparkkit.fleet_plan import names_a_fleet
+    from sparkkit.inventory import all_hosts
+
+    if args.serial is not None or args.max_fail_percent is not None:
+        return True
+    if not (args.project_dir / "inventory" / "hosts.yml").exists():
+        return False  # load() says what is missing
+    return names_a_fleet(args.host, hosts=all_hosts(args.project_dir))
 
 
 def _say(text: str) -> None:
@@ -220,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             from sparkkit.probe.command import run_probe
 
             return run_probe(args, say=_say)
+        if args.command == "deploy-and-verify" and is_fleet(args):
+            from sparkkit.fleet_command import run_fleet_command
+
+            return run_fleet_command(args, load_one=load, say=_say)
         cfg, secrets, release = load(args)
         if args.command == "render":
             return cmd_render(args, cfg, secrets, release)

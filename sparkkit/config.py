@@ -49,6 +49,20 @@ class HostGates:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Placement:
+    """One model served across several hosts with Ray (see ``sparkkit/placement.py``)."""
+
+    hosts: tuple[str, ...]  # the first is the Ray head and serves the API; the others are Ray workers
+    addresses: tuple[tuple[str, str], ...]  # host -> its address on the link between the hosts
+    parallel: str  # tensor (--tensor-parallel-size N) or pipeline (--pipeline-parallel-size N)
+    ray_port: int
+    network: str = "host"  # host: Ray and vLLM on the host's network (real Sparks); bridge: published ports
+
+    def address(self, host: str) -> str:
+        return dict(self.addresses)[host]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Service:
     name: str
     role: str
@@ -72,6 +86,9 @@ class Service:
     ulimits: dict
     gates: ServiceGates = field(default_factory=ServiceGates)
     role_vars: dict = field(default_factory=dict)  # keys a role declares in its defaults
+    placement: Placement | None = None  # served across several hosts (set before placement is applied)
+    extra_ports: tuple[tuple[str, int, int], ...] = ()  # (address, host port, container port) beyond ``port``
+    network_mode: str | None = None  # "host": no published ports (set by a placement)
 
     def healthcheck_test(self) -> tuple[str, ...]:
         """The healthcheck command with ``{port}`` replaced by the container port."""
@@ -254,7 +271,7 @@ _PATH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
 COMMON_SERVICE_KEYS = {
     "role", "enabled", "image", "port", "container_port", "command", "entrypoint", "flags", "env",
     "secret_env", "volumes", "healthcheck", "start_timeout_s", "memory_gib", "crash_signatures",
-    "depends_on", "gpu", "ipc", "shm_size", "ulimits", "gates",
+    "depends_on", "gpu", "ipc", "shm_size", "ulimits", "gates", "placement",
 }
 HOST_KEYS = {
     "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
@@ -305,6 +322,39 @@ def _host_gates(reader: _Reader, headroom: float) -> HostGates:
                       first_deploy_failure=policy)
     g.reject_unknown()
     return gates
+
+
+_IP_RE = re.compile(r"^[0-9a-fA-F.:]+$")
+
+
+def _placement(reader: _Reader) -> Placement | None:
+    if reader.data.get("placement") is None:
+        reader.used.add("placement")
+        return None
+    p = reader.sub("placement")
+    hosts = _str_list(p, "hosts")
+    if len(hosts) < 2:
+        raise p.fail("hosts", f"a placement needs at least 2 hosts, got {len(hosts)}")
+    if len(set(hosts)) != len(hosts):
+        raise p.fail("hosts", "a host is listed twice")
+    parallel = p.get("parallel", str, "tensor")
+    if parallel not in ("tensor", "pipeline"):
+        raise p.fail("parallel", f"expected tensor or pipeline, got {parallel!r}")
+    addr = p.sub("addresses")
+    addresses = []
+    for host in hosts:
+        value = addr.get(host, str)
+        if not _IP_RE.match(value):
+            raise addr.fail(host, f"expected an IP address, got {value!r}")
+        addresses.append((host, value))
+    addr.reject_unknown(set(hosts))
+    ray_port = _port(p, "ray_port", 6379)
+    network = p.get("network", str, "host")
+    if network not in ("host", "bridge"):
+        raise p.fail("network", f"expected host or bridge, got {network!r}")
+    p.reject_unknown()
+    return Placement(hosts=hosts, addresses=tuple(addresses), parallel=parallel, ray_port=ray_port,
+                     network=network)
 
 
 def _healthcheck(reader: _Reader) -> Healthcheck | None:
@@ -428,6 +478,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
     shm_size = r.get("shm_size", str, None, nullable=True)
     ulimits = {k: v for k, v in r.get("ulimits", dict, {}).items() if v is not None}  # null drops a limit
     gates = _service_gates(r)
+    placement = _placement(r)
     role_vars = _role_vars(r, role_layer.data, role_layer.source)
     r.reject_unknown(COMMON_SERVICE_KEYS | set(role_layer.data))
     if not enabled:
@@ -438,7 +489,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
         env=tuple((k, _scalar_text(v)) for k, v in env), secret_env=tuple(secret_env),
         volumes=volumes, healthcheck=healthcheck, start_timeout_s=start_timeout_s,
         memory_gib=memory_gib, crash_signatures=crash, depends_on=depends_on, gpu=gpu, ipc=ipc,
-        shm_size=shm_size, ulimits=ulimits, gates=gates, role_vars=role_vars,
+        shm_size=shm_size, ulimits=ulimits, gates=gates, role_vars=role_vars, placement=placement,
     ), None, service_origin
 
 
@@ -520,6 +571,11 @@ def build_config(layers: HostLayers) -> HostConfig:
             disabled.add(off)
     if not services:
         raise InputError("no enabled services", source=origin(("services",)), key="services")
+    from sparkkit.placement import place
+
+    for name, svc in list(services.items()):
+        if svc.placement is not None:
+            services[name] = place(svc, layers.host, origins[name](("services", name, "placement")))
     _check_depends(services, disabled, lambda p: origins[p[1]](p))
 
     seen_ports: dict[int, str] = {}

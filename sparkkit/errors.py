@@ -28,6 +28,10 @@ class RemoteCommandError(OperationError):
         super().__init__(f"remote command failed (exit {rc}): {argv_text}\n  {detail}")
 
 
+class HostUnreachable(OperationError):
+    """No SSH connection could be opened to the host: nothing on it was touched."""
+
+
 class ConnectionLost(OperationError):
     """The SSH connection dropped; the command in flight may or may not have run to its end."""
 

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from sparkkit.config import SshSettings
-from sparkkit.errors import ConnectionLost, OperationError, RemoteCommandError
+from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError, RemoteCommandError
+
+# a connection that stops answering (a cut link) is dropped after about this long, not after the
+# kernel's 15-minute retransmission timeout: TCP keepalive probes plus TCP_USER_TIMEOUT
+DEAD_AFTER_S = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +63,7 @@ class SshExecutor:
     notices: list[str] = field(default_factory=list)
     round_trips: int = 0
     connects: int = 0
+    dropped: int = 0  # connections that were lost mid-command (a fleet tells 'lost' from 'failed')
     _conn: object = None
     _forwards: list = field(default_factory=list)
 
@@ -116,11 +121,16 @@ class SshExecutor:
             raise OperationError(f"{self.host_name}: SSH authentication failed for "
                                  f"{conn.user}@{self.settings.address}:{conn.port}: {exc}") from None
         except (OSError, paramiko.SSHException) as exc:
-            raise OperationError(f"{self.host_name}: cannot connect to {self.settings.address}:"
-                                 f"{conn.port}: {exc}") from None
+            raise HostUnreachable(f"{self.host_name}: cannot connect to {self.settings.address}:"
+                                  f"{conn.port}: {exc}") from None
+        _detect_dead_link(conn.client.get_transport().sock)
         self._conn = conn
         self.connects += 1
         return conn
+
+    def _lost(self, message: str) -> ConnectionLost:
+        self.dropped += 1
+        return ConnectionLost(message)
 
     def _connection(self):
         """The open connection; a new one when the last one dropped (said in ``notices``)."""
@@ -139,9 +149,9 @@ class SshExecutor:
         command = shlex.join(argv)
         self.round_trips += 1
         try:
-            chan = conn.client.get_transport().open_session()
+            chan = conn.client.get_transport().open_session(timeout=DEAD_AFTER_S)
         except Exception as exc:  # the connection dropped
-            raise ConnectionLost(f"{self.host_name}: SSH connection lost: {exc}") from None
+            raise self._lost(f"{self.host_name}: SSH connection lost: {exc}") from None
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout_s
         try:
@@ -164,18 +174,18 @@ class SshExecutor:
                 if chan.closed:
                     if chan.exit_status_ready():
                         break
-                    raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
+                    raise self._lost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
                 if time.monotonic() > deadline:
                     raise OperationError(f"{self.host_name}: remote command timed out after "
                                          f"{timeout_s:.0f}s: {command[:200]}")
                 select.select([chan], [], [], 0.2)
             rc = chan.recv_exit_status()
             if rc == -1:  # paramiko's value for a channel closed without an exit status
-                raise ConnectionLost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
+                raise self._lost(f"{self.host_name}: SSH connection lost during: {command[:200]}")
         except OperationError:
             raise
         except Exception as exc:
-            raise ConnectionLost(f"{self.host_name}: SSH connection lost: {exc}") from None
+            raise self._lost(f"{self.host_name}: SSH connection lost: {exc}") from None
         finally:  # also on Ctrl-C: closing the channel hangs up a command that has a pty
             chan.close()
         result = Result(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
@@ -223,6 +233,18 @@ class SshExecutor:
     @property
     def connections(self) -> int:
         return 0 if self._conn is None else 1
+
+
+def _detect_dead_link(sock) -> None:
+    """Make the kernel drop a connection whose peer stopped answering within DEAD_AFTER_S."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_S * 1000)
+    except (AttributeError, OSError):  # not Linux, or not a TCP socket (a proxy command)
+        pass
 
 
 def _pump(sock: socket.socket, chan) -> None:

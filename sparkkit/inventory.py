@@ -189,6 +189,31 @@ def all_hosts(project_dir: Path) -> list[str]:
     return sorted(names)
 
 
+def group_members(project_dir: Path) -> dict[str, list[str]]:
+    """Every group of hosts.yml (``all`` included) -> its hosts, children's hosts too, in file order."""
+    tree = load_yaml_file(project_dir / "inventory" / "hosts.yml", "inventory/hosts.yml")
+    groups: dict[str, list[str]] = {}
+
+    def walk(name: str, node: Any) -> list[str]:
+        members: list[str] = []
+        if isinstance(node, dict):
+            hosts = node.get("hosts")
+            if isinstance(hosts, dict):
+                members += [str(h) for h in hosts]
+            children = node.get("children")
+            if isinstance(children, dict):
+                for child, sub in children.items():
+                    members += walk(str(child), sub)
+        unique = list(dict.fromkeys(members))
+        groups[name] = list(dict.fromkeys(groups.get(name, []) + unique))
+        return unique
+
+    for top, node in tree.items():
+        walk(str(top), node)
+    groups.setdefault("all", sorted({h for m in groups.values() for h in m}))
+    return groups
+
+
 def load_host_layers(project_dir: Path, host: str, overrides: list[str] = ()) -> HostLayers:
     project_dir = Path(project_dir)
     inv = project_dir / "inventory"

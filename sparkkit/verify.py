@@ -11,7 +11,7 @@ from typing import Callable
 from sparkkit import commands as cmd
 from sparkkit.config import HostConfig
 from sparkkit.deploy import DeployFailed, HostOps, LockHeld, now_iso
-from sparkkit.errors import Interrupted, NeedsAttention, OperationError
+from sparkkit.errors import ConnectionLost, HostUnreachable, Interrupted, NeedsAttention, OperationError
 from sparkkit.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
 from sparkkit.memory import account, memory_facts_command, parse_memory_facts
 from sparkkit.probe.runner import probe_service
@@ -153,6 +153,8 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
                         else "deploy failed; nothing kept")
         run.finished = now_iso()
         return run
+    except (ConnectionLost, HostUnreachable):  # not "refused": the host's state is unknown, the caller says so
+        raise
     except OperationError as exc:  # preflight, lock, image pull: nothing running was changed
         run.deploy_error = str(exc)
         run.decision = "deploy refused before anything running was changed"

@@ -30,6 +30,9 @@ BUILD_DIR = os.path.join(REPO, ".testbed", "build")
 PREFIX = "sparkkit-rehearsal"
 BASE = f"{PREFIX}-base:latest"
 SERVICES = ("vllm", "ollama", "searxng", "app")
+# Images whose Dockerfile lives in a subfolder of image/ (so they never change the hashes above):
+# image name suffix -> that subfolder. vllm-ray: the vLLM simulator plus a Ray simulator.
+EXTRA = {"vllm-ray": "ray"}
 LABEL = "sparkkit.inputs"
 
 PYTHON = "/usr/bin/python3.11"
@@ -157,6 +160,17 @@ def service_hash(base_label, service):
     return h.hexdigest()[:16]
 
 
+def extra_hash(base_label, service):
+    h = hashlib.sha256(service_hash(base_label, service).encode())
+    folder = os.path.join(IMAGE_SRC, EXTRA[service])
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                h.update(f"{name}\0".encode() + fh.read())
+    return h.hexdigest()[:16]
+
+
 def current_labels(images):
     """image -> value of the sparkkit.inputs label (None when the image is missing)."""
     proc = subprocess.run(["docker", "image", "inspect", *images],
@@ -214,7 +228,7 @@ def build_base(entries, label):
         sys.exit("docker import of the base image failed")
 
 
-def build_service(service, label):
+def build_service(service, label, dockerfile=None):
     # Stage the context so file modes do not depend on the checkout.
     ctx = os.path.join(BUILD_DIR, "context")
     shutil.rmtree(ctx, ignore_errors=True)
@@ -227,7 +241,7 @@ def build_service(service, label):
     with open(logfile, "w") as out:
         rc = subprocess.run(
             ["docker", "build", "--label", f"{LABEL}={label}", "-t", image,
-             "-f", os.path.join(ctx, f"Dockerfile.{service}"), ctx],
+             "-f", os.path.join(ctx, dockerfile or f"Dockerfile.{service}"), ctx],
             stdout=out, stderr=subprocess.STDOUT, env=env).returncode
     if rc != 0:
         with open(logfile) as fh:
@@ -245,7 +259,7 @@ def main():
     t0 = time.monotonic()
     entries = rootfs_entries()
     blabel = base_hash(entries)
-    images = [BASE] + [f"{PREFIX}-{s}:latest" for s in SERVICES]
+    images = [BASE] + [f"{PREFIX}-{s}:latest" for s in (*SERVICES, *EXTRA)]
     labels = current_labels(images)
     built = []
 
@@ -259,6 +273,13 @@ def main():
         if force or BASE in built or labels[image] != slabel:
             log(f"building {image}")
             build_service(service, slabel)
+            built.append(image)
+    for service, folder in EXTRA.items():
+        image = f"{PREFIX}-{service}:latest"
+        slabel = extra_hash(blabel, service)
+        if force or BASE in built or labels[image] != slabel:
+            log(f"building {image}")
+            build_service(service, slabel, dockerfile=os.path.join(folder, "Dockerfile"))
             built.append(image)
     if built:
         # drop the superseded (now untagged) versions; images still used by containers stay

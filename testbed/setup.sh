@@ -180,5 +180,14 @@ chmod 600 "$SECRETS"
 # --- e. rehearsal images (offline) ------------------------------------------
 "$(host_python)" "$ROOT/testbed/build_images.py" ${TESTBED_FORCE_IMAGES:+--force}
 
-# --- f. done -------------------------------------------------------------------
+# --- f. fleet rehearsal hosts, only when asked (FLEET_HOSTS=N) ---------------------
+# The fleet tests start their own (testbed/netns.sh up 3) and need iproute2.
+if ! command -v ip >/dev/null 2>&1; then
+    if is_root && is_debian; then apt_install iproute2; else say "warning: no 'ip' (iproute2): fleet hosts unavailable"; fi
+fi
+if [ -n "${FLEET_HOSTS:-}" ]; then
+    bash "$ROOT/testbed/netns.sh" up "$FLEET_HOSTS"
+fi
+
+# --- g. done -------------------------------------------------------------------
 echo "testbed ready: ssh root@127.0.0.1:$SSH_PORT, images sparkkit-rehearsal-*:latest"

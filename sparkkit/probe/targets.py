@@ -18,9 +18,17 @@ def model_of(svc: Service) -> str | None:
     return svc.role_vars.get("embedding_model") or svc.role_vars.get("model") or None
 
 
+WILDCARD = ("0.0.0.0", "::")
+
+
 def needs_tunnel(cfg: HostConfig) -> bool:
-    """Ports bound to the host's loopback are reached through the SSH connection."""
-    return cfg.bind_address in LOOPBACK
+    """Ports published on every address (or on the SSH address itself) are reached directly at
+    ``ansible_host``; ports bound to any other address (the loopback, or an address only the host
+    may reach, like a fleet rehearsal host's publish address) through the SSH connection, which
+    opens them from the host's side at ``bind_address``."""
+    if cfg.bind_address in LOOPBACK:
+        return True
+    return cfg.bind_address not in WILDCARD and cfg.bind_address != cfg.ssh.address
 
 
 def targets_for(cfg: HostConfig, suites: dict[str, Suite], *, service: str | None = None,

@@ -1,0 +1,234 @@
+"""deploy-and-verify on several hosts: all at once, or rolling (``serial`` hosts at a time).
+
+Each host gets its own SSH connection, its own lock (taken by deploy-and-verify) and its own
+report; the decisions (batches, when to stop, which placement partner to roll back, the verdict)
+come from ``fleet_plan``. Hosts run in threads: no state is shared between them but the printer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sparkkit import commands as cmd
+from sparkkit import fleet_plan as fp
+from sparkkit.config import HostConfig
+from sparkkit.deploy import HostOps, now_iso
+from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
+from sparkkit.render import Release
+from sparkkit.secrets import Secrets
+
+Printer = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostTarget:
+    cfg: HostConfig
+    secrets: Secrets
+    release: Release
+
+
+@dataclass(kw_only=True)
+class HostResult:
+    host: str
+    status: str
+    batch: int | None
+    release: str | None = None
+    previous: str | None = None
+    decision: str = ""
+    gates_passed: int = 0
+    gates_total: int = 0
+    failed_gates: list = field(default_factory=list)
+    seconds: float | None = None
+    report: str | None = None
+    error: str | None = None
+
+
+@dataclass(kw_only=True)
+class FleetRun:
+    spec: str
+    hosts: list
+    serial: int | None
+    max_fail_percent: float | None
+    batches: list
+    started: str = field(default_factory=now_iso)
+    finished: str | None = None
+    seconds: float = 0.0
+    results: list = field(default_factory=list)  # HostResult, in host order
+    stopped: str | None = None
+
+    @property
+    def verdict(self) -> fp.FleetVerdict:
+        return fp.fleet_verdict({r.host: r.status for r in self.results}, stopped=self.stopped)
+
+    def to_json(self) -> dict:
+        v = self.verdict
+        return {"spec": self.spec, "hosts": self.hosts, "serial": self.serial,
+                "max_fail_percent": self.max_fail_percent, "batches": self.batches, "started": self.started,
+                "finished": self.finished, "seconds": self.seconds, "stopped": self.stopped,
+                "passed": v.passed, "verdict": v.line, "counts": v.counts,
+                "results": [dict(r.__dict__) for r in self.results]}
+
+
+def classify(run) -> str:
+    """A single host's deploy-and-verify outcome as a fleet status."""
+    if run.deploy_error:
+        return fp.LOCKED if run.decision.startswith("not started: the host is locked") else fp.DEPLOY_FAILED
+    return fp.PASSED if run.passed else fp.FAILED
+
+
+class _Out:
+    """One printer shared by the host threads: whole lines, each prefixed with its host."""
+
+    def __init__(self, out: Printer):
+        self._out = out
+        self._lock = threading.Lock()
+
+    def for_host(self, host: str) -> Printer:
+        def say(text: str) -> None:
+            with self._lock:
+                for line in str(text).splitlines() or [""]:
+                    self._out(f"[{host}] {line}")
+        return say
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self._out(text)
+
+
+def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bool, out: Printer,
+                executor_factory) -> tuple[HostResult, object]:
+    """deploy-and-verify one host on its own connection; never raises for a host's failure."""
+    from sparkkit.report_md import write_report
+    from sparkkit.verify import Verification, deploy_and_verify
+
+    cfg, release = target.cfg, target.release
+    start = time.perf_counter()
+    ex = executor_factory(cfg)
+    ops = HostOps(ex, cfg, out=out, secrets=target.secrets)
+    status = None
+    try:
+        run = deploy_and_verify(ops, release, suites, break_lock=break_lock)
+        status = classify(run)
+        if status != fp.PASSED and getattr(ex, "dropped", 0) and getattr(run, "attention", False):
+            status = fp.LOST  # the connection dropped and the host could not be put right over a new one
+    except (HostUnreachable, ConnectionLost) as exc:
+        run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
+        run.deploy_error = str(exc)
+        if isinstance(exc, HostUnreachable) and not getattr(ex, "connects", 0):
+            run.decision = "not started: host unreachable; nothing on it was touched"
+            status = fp.UNREACHABLE
+        else:  # it was reachable, then went away mid-run
+            if isinstance(exc, HostUnreachable):
+                run.deploy_error = f"{cfg.name}: the SSH connection was lost mid-run, and reconnecting failed: {exc}"
+            run.decision = ("connection lost mid-run: the host's state is unknown; check it (`sparkkit status`), "
+                            "then rerun (a lock left behind needs --break-lock)")
+            status = fp.LOST
+    except OperationError as exc:  # a failure the single-host command would also stop on
+        run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
+        run.deploy_error = str(exc)
+        run.decision = "failed before a decision was reached"
+        status = fp.DEPLOY_FAILED
+    finally:
+        for notice in getattr(ex, "notices", []):
+            out(notice)
+        ex.close()
+    run.finished = run.finished or now_iso()
+    run.stages = run.stages or ops.stages
+    mask = target.secrets.mask
+    folder = write_report(run, reports_dir, mask)
+    out(mask(f"{status}: {run.decision} (report: {folder / 'report.md'})"))
+    result = HostResult(
+        host=cfg.name, status=status, batch=None, release=run.release, previous=run.previous,
+        decision=mask(run.decision), gates_passed=sum(g.passed for g in run.gates), gates_total=len(run.gates),
+        failed_gates=[f"{g.service}/{g.name}" for g in run.gates if not g.passed],
+        seconds=round(time.perf_counter() - start, 2), report=str(folder / "report.md"),
+        error=mask(run.deploy_error) if run.deploy_error else None)
+    return result, run
+
+
+def roll_back_partner(target: HostTarget, result: HostResult, run, partner: str, *, reports_dir: Path,
+                      out: Printer, executor_factory) -> None:
+    """A host that passed but shares a placement with a failed host goes back as well."""
+    from sparkkit.report_md import write_report
+
+    cfg = target.cfg
+    ex = executor_factory(cfg)
+    ops = HostOps(ex, cfg, out=out, secrets=target.secrets)
+    try:
+        if result.previous:
+            out(f"placement partner {partner} failed: rolling back to {result.previous}")
+            ops.rollback(result.previous)
+            decision = f"rolled back to {result.previous}: placement partner {partner} failed"
+        elif result.previous is None and run.deploy_message and "previous: none" in run.deploy_message:
+            out(f"placement partner {partner} failed: stopping this first deploy")
+            ops.down()
+            ex.run(cmd.clear_current(cfg.root))
+            decision = f"stopped (first deploy): placement partner {partner} failed"
+        else:
+            decision = f"kept (was already current before this run); placement partner {partner} failed"
+    except OperationError as exc:
+        decision = f"ROLLBACK FAILED after placement partner {partner} failed: {exc}"
+    finally:
+        ex.close()
+    result.status = fp.PARTNER_FAILED
+    result.decision = target.secrets.mask(decision)
+    run.decision = decision
+    write_report(run, reports_dir, target.secrets.mask)
+    out(result.decision)
+
+
+def run_fleet(targets: list[HostTarget], *, spec: str, serial: int | None, max_fail_percent: float | None,
+              suites, reports_dir: Path, break_lock: bool, out: Printer,
+              together: list[tuple[str, ...]] = (), executor_factory=None) -> FleetRun:
+    if executor_factory is None:
+        from sparkkit.executor import SshExecutor
+
+        def executor_factory(cfg: HostConfig):
+            return SshExecutor(cfg.ssh, cfg.name)
+
+    by_host = {t.cfg.name: t for t in targets}
+    hosts = tuple(by_host)
+    plan = fp.batches(hosts, serial, list(together))
+    fleet = FleetRun(spec=spec, hosts=list(hosts), serial=serial, max_fail_percent=max_fail_percent,
+                     batches=[list(b) for b in plan])
+    printer = _Out(out)
+    results: dict[str, HostResult] = {}
+    start = time.perf_counter()
+    mode = "all hosts at once" if serial is None else f"rolling, {serial} at a time"
+    printer(f"fleet {spec}: {len(hosts)} host(s), {mode}: " + " | ".join(", ".join(b) for b in plan))
+    for number, batch in enumerate(plan, 1):
+        if fleet.stopped:
+            for host in batch:
+                results[host] = HostResult(host=host, status=fp.SKIPPED, batch=number,
+                                           decision="not touched: the rolling run stopped before this batch")
+            continue
+        if len(plan) > 1:
+            printer(f"batch {number}/{len(plan)}: {', '.join(batch)}")
+        with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="fleet") as pool:
+            futures = {host: pool.submit(verify_host, by_host[host], suites=suites, reports_dir=reports_dir,
+                                         break_lock=break_lock, out=printer.for_host(host),
+                                         executor_factory=executor_factory) for host in batch}
+            done = {host: f.result() for host, f in futures.items()}
+        for host, (result, _) in done.items():
+            result.batch = number
+            results[host] = result
+        statuses = {h: r.status for h, r in results.items()}
+        for host, partner in fp.partners_to_roll_back(statuses, list(together)).items():
+            if host in done:
+                roll_back_partner(by_host[host], results[host], done[host][1], partner, reports_dir=reports_dir,
+                                  out=printer.for_host(host), executor_factory=executor_factory)
+        if serial is not None and number < len(plan):
+            fleet.stopped = fp.stop_reason({h: r.status for h, r in results.items()}, total=len(hosts),
+                                           max_fail_percent=max_fail_percent)
+            if fleet.stopped:
+                rest = [h for b in plan[number:] for h in b]
+                printer(f"rolling run stops: {fleet.stopped}; not touched: {', '.join(rest)}")
+    fleet.results = [results[h] for h in hosts]
+    fleet.seconds = round(time.perf_counter() - start, 2)
+    fleet.finished = now_iso()
+    return fleet
