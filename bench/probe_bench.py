@@ -47,6 +47,7 @@ TTFT_TARGET_MS, DECODE_TARGET_PCT = 2.0, 1.0
 CAPACITY_LEVELS = (1, 16, 64, 256)
 CAPACITY_WINDOW_S = 6.0
 CAPACITY_MAX_TOKENS = 50
+WARMUP_AT_ONCE = 8  # connections opened at once before a capacity window
 ADDED_TTFT_TARGET_MS, ADDED_TTFT_AT = 5.0, 64
 REALISTIC_TOK_S = 50  # the rehearsal simulators' decode rate
 
@@ -372,9 +373,14 @@ def _capacity_level_async(sim: Sim, concurrency: int, window_s: float) -> dict:
         warm = [0]
         warm_fail = [0]
 
+        opening = asyncio.Semaphore(WARMUP_AT_ONCE)
+
         async def worker(i: int) -> None:
-            if not (await client.chat(payload)).ok:  # opens this task's connection; not counted
+            async with opening:  # a few connects at a time: the simulator listens with a backlog of 5
+                warmup = await client.chat(payload)  # opens this task's connection; not counted
+            if not warmup.ok:
                 warm_fail[0] += 1
+                marks.setdefault("warm_errors", []).append(warmup.error)
             warm[0] += 1
             if warm[0] == concurrency:
                 marks["before"] = _server_ttft(sim.base)  # blocking on purpose: every task is waiting
@@ -401,8 +407,10 @@ def _capacity_level_async(sim: Sim, concurrency: int, window_s: float) -> dict:
     cpu = time.process_time() - marks["cpu0"]
     srv1, prx1 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
     after = _server_ttft(sim.base)
-    return _capacity_row(concurrency, results, marks["warm_fail"], wall, cpu, (marks["srv0"], srv1),
-                         (marks["prx0"], prx1), marks["before"], after)
+    row = _capacity_row(concurrency, results, marks["warm_fail"], wall, cpu, (marks["srv0"], srv1),
+                        (marks["prx0"], prx1), marks["before"], after)
+    row["_errors"] = sorted(set(row["_errors"]) | {f"warmup: {e}" for e in marks.get("warm_errors", [])})
+    return row
 
 
 def _capacity_row(concurrency, results, warm_failed, wall, cpu, srv, prx, before, after) -> dict:
@@ -413,8 +421,11 @@ def _capacity_row(concurrency, results, warm_failed, wall, cpu, srv, prx, before
     tokens = sum(r.completion_tokens or 0 for r in ok)
     ttfts = [r.ttft_ms for r in ok]
     client_p50 = _p(ttfts, 50)
+    client_mean = statistics.fmean(ttfts) if ttfts else None
     server = _server_ttft_mean_ms(before, after)
-    added = None if client_p50 is None or server is None else client_p50 - server
+    # the server's histogram gives a mean only, so the client's mean is set against it (p50 against
+    # a mean reads wrong once queueing skews the distribution)
+    added = None if client_mean is None or server is None else client_mean - server
     per_thread = [len(out) for out in results]
     errors = sorted({r.error for r in records if r.error})
     return {
@@ -430,6 +441,7 @@ def _capacity_row(concurrency, results, warm_failed, wall, cpu, srv, prx, before
         "proxy_cpu_pct": _r(None if prx0 is None or prx1 is None else (prx1 - prx0) / wall * 100, 0),
         "client_ttft_p50_ms": _r(client_p50),
         "client_ttft_p90_ms": _r(_p(ttfts, 90)),
+        "client_ttft_mean_ms": _r(client_mean),
         "server_ttft_ms": _r(server),
         "added_ttft_ms": _r(added),
         "_errors": errors,
