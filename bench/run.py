@@ -47,6 +47,9 @@ def kit(stack: Stack, *extra: str, verify: bool = False, quiet=True, worker: boo
     ops = HostOps(ex, cfg, out=(lambda _: None) if quiet else say, secrets=secrets)
     run = None
     try:
+        t = time.perf_counter()
+        ex.open()  # what the first command would do: timed on its own (SSH handshake, worker shell)
+        connect_s = time.perf_counter() - t
         if verify:
             run = deploy_and_verify(ops, release, load_suites(stack.dir))
             t = time.perf_counter()
@@ -57,7 +60,8 @@ def kit(stack: Stack, *extra: str, verify: bool = False, quiet=True, worker: boo
         connections = ex.connections
     finally:
         ex.close()
-    ops.stages = {"render": {"seconds": render_s, "round_trips": 0}, **ops.stages}
+    ops.stages = {"render": {"seconds": render_s, "round_trips": 0},
+                  "connect": {"seconds": connect_s, "round_trips": 0}, **ops.stages}
     return time.perf_counter() - start, ex.round_trips, connections, ops.stages, run
 
 

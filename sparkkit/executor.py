@@ -84,6 +84,8 @@ class _Worker:
         if time.monotonic() > deadline:
             raise TimeoutError
         readable, _, _ = select.select([self.chan], [], [], min(1.0, max(0.0, deadline - time.monotonic())))
+        while self.chan.recv_stderr_ready():  # the worker's own stderr (the login shell's noise): drained,
+            self.chan.recv_stderr(65536)  # so it never holds the channel's window shut
         if readable or self.chan.recv_ready():
             data = self.chan.recv(262144)
             if not data:
@@ -192,6 +194,13 @@ class SshExecutor:
         self._conn = conn
         return conn
 
+    def open(self) -> None:
+        """Connect and start the worker now (``run`` does it on first use anyway)."""
+        with self._lock:
+            conn = self._conn or self._connect()
+            if self.use_worker:
+                self._start_worker(conn)
+
     def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
             timeout_s: float = 120.0) -> Result:
         conn = self._conn or self._connect()
@@ -217,7 +226,7 @@ class SshExecutor:
             chan.exec_command(shlex.join(["sh", "-c", WORKER_SCRIPT]))
             worker = _Worker(chan)
             banner = worker.line(time.monotonic() + 30).decode("utf-8", "replace").strip()
-        except (EOFError, TimeoutError, OSError, Exception):  # noqa: BLE001 - any failure: fall back
+        except Exception:  # noqa: BLE001 - whatever stops the worker, the per-command channels remain
             banner = None
         if banner != WORKER_BANNER:
             self._worker_failed = True
@@ -234,7 +243,7 @@ class SshExecutor:
             self._drop_worker()
             raise OperationError(f"{self.host_name}: remote command timed out after "
                                  f"{timeout_s:.0f}s: {command[:200]}") from None
-        except (EOFError, ValueError, OSError, Exception) as exc:  # noqa: BLE001 - the connection dropped
+        except Exception as exc:  # noqa: BLE001 - EOF, a bad frame, a dropped connection: the worker is gone
             self._drop_worker()
             raise OperationError(f"{self.host_name}: SSH connection lost during: {command[:200]}"
                                  f"{f' ({exc})' if str(exc) else ''}") from None

@@ -104,3 +104,48 @@ def test_timeout_is_a_record(server):  # noqa: F811
     base = f"http://127.0.0.1:{server.server_address[1]}"
     rec = run(AsyncClient(base, timeout_s=0.3).chat(payload()))
     assert not rec.ok and "timed out after 0.3s" in rec.error
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced():
+    """A server that answers one request per connection and then hangs up without saying so
+    (no `Connection: close`), as one does when it times idle connections out: every request
+    must still be served, whether the client notices the closed connection before reusing it
+    or only when no answer comes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    events = [b'{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":1,"completion_tokens":1}}', b"[DONE]"]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                for e in events:
+                    piece = b"data: " + e + b"\n\n"
+                    out += b"%x\r\n%s\r\n" % (len(piece), piece)
+                conn.sendall(out + b"0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def go():
+        client = AsyncClient(f"http://127.0.0.1:{listener.getsockname()[1]}", max_connections=1)
+        records = [await client.chat(payload()) for _ in range(5)]
+        await client.aclose()
+        return records, client.connections_opened
+
+    records, opened = run(go())
+    listener.close()
+    assert [r.ok for r in records] == [True] * 5, [r.error for r in records]
+    assert opened == 5  # each request on a new connection, none lost to a stale one

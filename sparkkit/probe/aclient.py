@@ -53,11 +53,12 @@ class AsyncClient:
         self._slots = asyncio.Semaphore(max_connections)
         self.connections_opened = 0
 
-    async def _checkout(self) -> _Conn:
-        while self._idle:
+    async def _checkout(self, *, fresh: bool = False) -> tuple[_Conn, bool]:
+        """(a connection, whether it was reused from the pool)."""
+        while self._idle and not fresh:
             conn = self._idle.pop()
             if not conn.reader.at_eof() and not conn.writer.is_closing():
-                return conn
+                return conn, True
             conn.close()
         reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
                                                 self.connect_timeout_s)
@@ -66,7 +67,7 @@ class AsyncClient:
             import socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections_opened += 1
-        return _Conn(reader, writer)
+        return _Conn(reader, writer), False
 
     def _request_bytes(self, method: str, path: str, body: bytes) -> bytes:
         head = (f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -87,10 +88,21 @@ class AsyncClient:
             conn = None
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    conn = await self._checkout()
-                    start = time.perf_counter()
-                    conn.writer.write(request)
-                    status, headers = await _read_head(conn.reader)
+                    conn, reused = await self._checkout()
+                    try:
+                        start = time.perf_counter()
+                        conn.writer.write(request)
+                        status, headers = await _read_head(conn.reader)
+                    except (OSError, EOFError):
+                        if not reused:
+                            raise
+                        # a kept-alive connection the server had closed: not one byte came back,
+                        # so the request was not served; send it once more on a new connection
+                        conn.close()
+                        conn, _ = await self._checkout(fresh=True)
+                        start = time.perf_counter()
+                        conn.writer.write(request)
+                        status, headers = await _read_head(conn.reader)
                     if status != 200:
                         body = await _read_body_all(conn.reader, headers)
                         conn.close()
