@@ -437,6 +437,9 @@ def _capacity_row(concurrency, results, warm_failed, wall, cpu, srv, prx, before
         "req_s": _r(len(ok) / wall, 1),
         "tok_s": _r(tokens / wall, 0),
         "client_cpu_pct": _r(cpu / wall * 100, 0),
+        # CPU time per request is what the client costs; wall-clock figures also hold the waits
+        # for a busy machine
+        "client_cpu_ms_per_req": _r(cpu * 1000 / len(records), 2) if records else None,
         "server_cpu_pct": _r(None if srv0 is None or srv1 is None else (srv1 - srv0) / wall * 100, 0),
         "proxy_cpu_pct": _r(None if prx0 is None or prx1 is None else (prx1 - prx0) / wall * 100, 0),
         "client_ttft_p50_ms": _r(client_p50),
