@@ -17,6 +17,7 @@ returned. ``python bench/probe_bench.py`` prints both as tables.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from sparkkit.probe.aclient import AsyncClient
 from sparkkit.probe.client import chat, make_client
 from sparkkit.probe.runner import chat_payload
 
@@ -45,6 +47,7 @@ TTFT_TARGET_MS, DECODE_TARGET_PCT = 2.0, 1.0
 CAPACITY_LEVELS = (1, 16, 64, 256)
 CAPACITY_WINDOW_S = 6.0
 CAPACITY_MAX_TOKENS = 50
+WARMUP_AT_ONCE = 8  # connections opened at once before a capacity window
 ADDED_TTFT_TARGET_MS, ADDED_TTFT_AT = 5.0, 64
 REALISTIC_TOK_S = 50  # the rehearsal simulators' decode rate
 
@@ -66,6 +69,7 @@ class Sim:
         self.base = ""
         self.pid: int | None = None
         self.proxy_pid: int | None = None
+        self.direct: str | None = None
 
     def start(self) -> None:
         args = ["docker", "run", "-d", "--rm", "-p", "127.0.0.1::8000"]
@@ -83,6 +87,9 @@ class Sim:
         pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", self.cid], capture_output=True,
                              text=True, timeout=30).stdout.strip()
         self.pid = int(pid) if pid.isdigit() and int(pid) > 0 else None
+        ip = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                             self.cid], capture_output=True, text=True, timeout=30).stdout.split()
+        self.direct = f"http://{ip[0]}:8000" if ip else None  # the container itself, no docker-proxy
         self.proxy_pid = _find_proxy(hostport.rsplit(":", 1)[1])
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
@@ -258,6 +265,17 @@ def fidelity() -> list[dict]:
             finally:
                 for sock in holder:
                     sock.close()
+            # the same client straight to the container's address: what the docker-proxy adds drops out
+            direct: list = []
+            if sim.direct:
+                try:
+                    with make_client(sim.direct) as client:
+                        chat(client, payload)
+                        direct = [chat(client, payload) for _ in range(FIDELITY_RUNS)]
+                except httpx.HTTPError as exc:
+                    _progress(f"fidelity: direct runs failed: {exc}")
+            direct_ttft = _p([r.ttft_ms for r in direct if r.ok], 50)
+            direct_decode = _p([r.decode_tok_s for r in direct if r.ok], 50)
             ok = [r for r in records if r.ok]
             ttft = _p([r.ttft_ms for r in ok], 50)
             decode = _p([r.decode_tok_s for r in ok], 50)
@@ -278,6 +296,9 @@ def fidelity() -> list[dict]:
                 "raw_ttft_p50_ms": _r(_p(raw_ms, 50)),
                 "raw_minus_server_ms": _r(raw_added),
                 "kit_client_ms": _r(None if kit_added is None or raw_added is None else kit_added - raw_added),
+                "direct_ttft_err_ms": _r(None if direct_ttft is None else direct_ttft - truth_ttft),
+                "direct_decode_err_pct": _r(None if direct_decode is None else
+                                            (direct_decode - truth_rate) / truth_rate * 100, 3),
                 "health_rtt_ms": _r(_p(rtt, 50)),
                 "truth_tok_s": truth_rate,
                 "decode_p50_tok_s": _r(decode),
@@ -336,30 +357,94 @@ def _capacity_level(sim: Sim, concurrency: int, window_s: float) -> dict:
             after = _server_ttft(sim.base)
     finally:
         client.close()
+    return _capacity_row(concurrency, results, sum(warm_fail), wall, cpu, (srv0, srv1), (prx0, prx1),
+                         before, after)
 
+
+def _capacity_level_async(sim: Sim, concurrency: int, window_s: float) -> dict:
+    """The same measurement with the asyncio client: one event loop, ``concurrency`` tasks."""
+    payload = _payload(CAPACITY_MAX_TOKENS)
+    results: list[list] = [[] for _ in range(concurrency)]
+    marks: dict = {}
+
+    async def main() -> None:
+        client = AsyncClient(sim.base, max_connections=concurrency)
+        go = asyncio.Event()
+        warm = [0]
+        warm_fail = [0]
+
+        opening = asyncio.Semaphore(WARMUP_AT_ONCE)
+
+        async def worker(i: int) -> None:
+            async with opening:  # a few connects at a time: the simulator listens with a backlog of 5
+                warmup = await client.chat(payload)  # opens this task's connection; not counted
+            if not warmup.ok:
+                warm_fail[0] += 1
+                marks.setdefault("warm_errors", []).append(warmup.error)
+            warm[0] += 1
+            if warm[0] == concurrency:
+                marks["before"] = _server_ttft(sim.base)  # blocking on purpose: every task is waiting
+                marks["srv0"], marks["prx0"] = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
+                marks["cpu0"] = time.process_time()
+                marks["t0"] = time.perf_counter()
+                marks["deadline"] = marks["t0"] + window_s
+                go.set()
+            await go.wait()
+            out = results[i]
+            while True:
+                out.append(await client.chat(payload))
+                if time.perf_counter() >= marks["deadline"]:
+                    break  # every task completes at least one request, however long it takes
+
+        try:
+            await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        finally:
+            await client.aclose()
+        marks["warm_fail"] = warm_fail[0]
+
+    asyncio.run(main())
+    wall = time.perf_counter() - marks["t0"]
+    cpu = time.process_time() - marks["cpu0"]
+    srv1, prx1 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
+    after = _server_ttft(sim.base)
+    row = _capacity_row(concurrency, results, marks["warm_fail"], wall, cpu, (marks["srv0"], srv1),
+                        (marks["prx0"], prx1), marks["before"], after)
+    row["_errors"] = sorted(set(row["_errors"]) | {f"warmup: {e}" for e in marks.get("warm_errors", [])})
+    return row
+
+
+def _capacity_row(concurrency, results, warm_failed, wall, cpu, srv, prx, before, after) -> dict:
+    (srv0, srv1), (prx0, prx1) = srv, prx
     records = [r for out in results for r in out]
     ok = [r for r in records if r.ok]
     failed = len(records) - len(ok)
     tokens = sum(r.completion_tokens or 0 for r in ok)
     ttfts = [r.ttft_ms for r in ok]
     client_p50 = _p(ttfts, 50)
+    client_mean = statistics.fmean(ttfts) if ttfts else None
     server = _server_ttft_mean_ms(before, after)
-    added = None if client_p50 is None or server is None else client_p50 - server
+    # the server's histogram gives a mean only, so the client's mean is set against it (p50 against
+    # a mean reads wrong once queueing skews the distribution)
+    added = None if client_mean is None or server is None else client_mean - server
     per_thread = [len(out) for out in results]
     errors = sorted({r.error for r in records if r.error})
     return {
         "concurrency": concurrency,
         "requests_ok": len(ok),
-        "failed": failed + sum(warm_fail),
+        "failed": failed + warm_failed,
         "min_req_per_thread": min(per_thread),
         "wall_s": _r(wall, 1),
         "req_s": _r(len(ok) / wall, 1),
         "tok_s": _r(tokens / wall, 0),
         "client_cpu_pct": _r(cpu / wall * 100, 0),
+        # CPU time per request is what the client costs; wall-clock figures also hold the waits
+        # for a busy machine
+        "client_cpu_ms_per_req": _r(cpu * 1000 / len(records), 2) if records else None,
         "server_cpu_pct": _r(None if srv0 is None or srv1 is None else (srv1 - srv0) / wall * 100, 0),
         "proxy_cpu_pct": _r(None if prx0 is None or prx1 is None else (prx1 - prx0) / wall * 100, 0),
         "client_ttft_p50_ms": _r(client_p50),
         "client_ttft_p90_ms": _r(_p(ttfts, 90)),
+        "client_ttft_mean_ms": _r(client_mean),
         "server_ttft_ms": _r(server),
         "added_ttft_ms": _r(added),
         "_errors": errors,
@@ -382,10 +467,16 @@ def capacity() -> list[dict]:
         _progress("capacity: starting the simulators")
         _start_all([fast, real])
         for c in CAPACITY_LEVELS:
-            _progress(f"capacity: {c} concurrent stream(s), {CAPACITY_WINDOW_S:g} s window, zero-delay simulator")
-            rows.append({"sim_tok_s": 5000, **_capacity_level(fast, c, CAPACITY_WINDOW_S)})
-        _progress(f"capacity: {ADDED_TTFT_AT} concurrent streams, simulator at {REALISTIC_TOK_S} tok/s")
-        rows.append({"sim_tok_s": REALISTIC_TOK_S, **_capacity_level(real, ADDED_TTFT_AT, CAPACITY_WINDOW_S)})
+            _progress(f"capacity: {c} concurrent stream(s), {CAPACITY_WINDOW_S:g} s window, zero-delay simulator, "
+                      f"asyncio client")
+            rows.append({"client": "asyncio", "sim_tok_s": 5000, **_capacity_level_async(fast, c, CAPACITY_WINDOW_S)})
+        _progress(f"capacity: {ADDED_TTFT_AT} streams, threaded httpx client (the probes' client), for comparison")
+        rows.append({"client": "threads+httpx", "sim_tok_s": 5000,
+                     **_capacity_level(fast, ADDED_TTFT_AT, CAPACITY_WINDOW_S)})
+        for name, level in (("asyncio", _capacity_level_async), ("threads+httpx", _capacity_level)):
+            _progress(f"capacity: {ADDED_TTFT_AT} concurrent streams, simulator at {REALISTIC_TOK_S} tok/s, {name}")
+            rows.append({"client": name, "sim_tok_s": REALISTIC_TOK_S,
+                         **level(real, ADDED_TTFT_AT, CAPACITY_WINDOW_S)})
     finally:
         _stop_all([fast, real])
     base_server = rows[0]["server_ttft_ms"] if rows else None
@@ -395,10 +486,10 @@ def capacity() -> list[dict]:
         c, fast_row = row["concurrency"], row["sim_tok_s"] != REALISTIC_TOK_S
         if row["failed"]:
             notes.append(f"{row['failed']} failed: {errors[0][:80]}" if errors else f"{row['failed']} failed")
-        if c == max(CAPACITY_LEVELS) and fast_row:
+        if c == max(CAPACITY_LEVELS) and fast_row and row["client"] == "asyncio":
             notes.append(f"target {c} streams served: "
                          + ("met" if not row["failed"] and row["min_req_per_thread"] >= 1 else "MISSED"))
-        if c == ADDED_TTFT_AT and row["added_ttft_ms"] is not None:
+        if c == ADDED_TTFT_AT and row["added_ttft_ms"] is not None and row["client"] == "asyncio":
             notes.append(f"target added TTFT <= {ADDED_TTFT_TARGET_MS:g} ms: "
                          + ("met" if row["added_ttft_ms"] <= ADDED_TTFT_TARGET_MS else "MISSED"))
         server, client = row["server_ttft_ms"], row["client_ttft_p50_ms"]

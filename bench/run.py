@@ -36,16 +36,20 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def kit(stack: Stack, *extra: str, verify: bool = False, quiet=True):
-    """One sparkkit command in this process: (seconds, round trips, SSH connections, stages, run)."""
+def kit(stack: Stack, *extra: str, verify: bool = False, quiet=True, worker: bool = True):
+    """One sparkkit command in this process: (seconds, round trips, SSH connections, stages, run).
+    ``worker=False``: one SSH channel per command (the executor's fallback), for comparison."""
     args = build_parser().parse_args(stack.args("deploy-and-verify" if verify else "deploy", *extra))
     start = time.perf_counter()
     cfg, secrets, release = load(args)
     render_s = time.perf_counter() - start
-    ex = SshExecutor(cfg.ssh, cfg.name)
+    ex = SshExecutor(cfg.ssh, cfg.name, use_worker=worker)
     ops = HostOps(ex, cfg, out=(lambda _: None) if quiet else say, secrets=secrets)
     run = None
     try:
+        t = time.perf_counter()
+        ex.open()  # what the first command would do: timed on its own (SSH handshake, worker shell)
+        connect_s = time.perf_counter() - t
         if verify:
             run = deploy_and_verify(ops, release, load_suites(stack.dir))
             t = time.perf_counter()
@@ -56,7 +60,8 @@ def kit(stack: Stack, *extra: str, verify: bool = False, quiet=True):
         connections = ex.connections
     finally:
         ex.close()
-    ops.stages = {"render": {"seconds": render_s, "round_trips": 0}, **ops.stages}
+    ops.stages = {"render": {"seconds": render_s, "round_trips": 0},
+                  "connect": {"seconds": connect_s, "round_trips": 0}, **ops.stages}
     return time.perf_counter() - start, ex.round_trips, connections, ops.stages, run
 
 
@@ -88,6 +93,14 @@ def overhead(stack: Stack) -> list[dict]:
     rows.append({"case": "no-op redeploy", "sparkkit_s": k, "sparkkit_cli_s": statistics.median(r[2] for r in noop),
                  "baseline_s": b, "ratio": k / b, "round_trips": noop[0][0][1], "ssh_connections": noop[0][0][2],
                  "target": "<= 0.5 s and <= 1.5x"})
+    say("overhead: no-op redeploys, one SSH channel per command (no worker shell)")
+    plain = [(kit(stack, worker=False), baseline(stack, stack.current())) for _ in range(PAIRS)]
+    k2 = statistics.median(r[0][0] for r in plain)
+    b2 = statistics.median(r[1] for r in plain)
+    rows.append({"case": "no-op, channel per command", "sparkkit_s": k2, "sparkkit_cli_s": None, "baseline_s": b2,
+                 "ratio": k2 / b2, "round_trips": plain[0][0][1], "ssh_connections": plain[0][0][2],
+                 "target": "(comparison)"})
+    rows[0]["stages"] = {n: st["seconds"] for n, st in noop[len(noop) // 2][0][3].items()}
     say("overhead: one env var changed (one service recreated)")
     changed = []
     for i in range(PAIRS):
@@ -146,6 +159,8 @@ def main() -> int:
                      r["target"]] for r in results["overhead"]],
                    ["case", "sparkkit (in process)", "sparkkit CLI", "baseline", "ratio", "round trips",
                     "SSH connections", "target"]))
+    print("\n   stages of one no-op redeploy: " + ", ".join(f"{n} {v:.2f} s"
+                                                        for n, v in results["overhead"][0]["stages"].items()))
     print("\n   stages of one changed deploy:")
     print(tabulate([[n, f"{s['seconds']:.2f} s", s["round_trips"]] for n, s in results["changed_deploy_stages"].items()],
                    ["stage", "time", "round trips"]))

@@ -22,34 +22,57 @@ ids=$(docker ps -aq --filter "label=com.docker.compose.project=$2")
 if [ -n "$ids" ]; then docker inspect $ids; else echo "[]"; fi
 """
 
+# The slow parts (each docker CLI call is a process start and an API call, 0.05-0.3 s apiece)
+# run at once as background jobs, each into its own file; the sections are printed in order
+# after `wait`. `docker info` (the slowest) runs only when the runtimes matter (a GPU host).
 PREFLIGHT_SCRIPT = f"""
-root="$1"; project="$2"; shift 2
-{_section("docker")}
-docker version --format '{{{{.Server.Version}}}}' 2>&1 || echo "ERROR"
-{_section("compose")}
-docker compose version --short 2>&1 || echo "ERROR"
-{_section("runtimes")}
-docker info --format '{{{{json .Runtimes}}}}' 2>/dev/null || echo "{{}}"
+root="$1"; project="$2"; runtimes="$3"; shift 3
+t=$(mktemp -d "${{TMPDIR:-/tmp}}/sparkkit-preflight.XXXXXX") || exit 1
+trap 'rm -rf "$t"' EXIT
+docker version --format '{{{{.Server.Version}}}}' > "$t/docker" 2>&1 || echo "ERROR" >> "$t/docker" &
+docker compose version --short > "$t/compose" 2>&1 || echo "ERROR" >> "$t/compose" &
+if [ "$runtimes" = "1" ]; then
+  {{ docker info --format '{{{{json .Runtimes}}}}' 2>/dev/null || echo "{{}}"; }} > "$t/runtimes" &
+else
+  echo "{{}}" > "$t/runtimes"
+fi
+n=0
+for i in "$@"; do
+  n=$((n + 1))
+  {{ if id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null); then echo "present $i $id"; \
+     else echo "missing $i"; fi; }} > "$t/image.$n" &
+done
+{{ {_CONTAINERS.strip().replace('$2', '$project')}
+}} > "$t/containers" &
 {_section("disk")}
 d="$root"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | tail -n 1
 {_section("ports")}
 cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
-{_section("images")}
-for i in "$@"; do if docker image inspect "$i" >/dev/null 2>&1; then echo "present $i"; else echo "missing $i"; fi; done
 {_section("current")}
 readlink "$root/current" 2>/dev/null || true
 {_section("releases")}
 ls -1t "$root/releases" 2>/dev/null | while read -r r; do [ -f "$root/releases/$r/release.json" ] && echo "$r"; done
 {_section("audit")}
 tail -n 200 "$root/audit.log" 2>/dev/null || true
+wait
+{_section("docker")}
+cat "$t/docker"
+{_section("compose")}
+cat "$t/compose"
+{_section("runtimes")}
+cat "$t/runtimes"
+{_section("images")}
+k=0; while [ "$k" -lt "$n" ]; do k=$((k + 1)); cat "$t/image.$k"; done
 {_section("containers")}
-{_CONTAINERS.replace('$2', '$project')}
+cat "$t/containers"
 {_section("end")}
 """
 
 
-def preflight(root: str, project: str, images: list[str]) -> list[str]:
-    return _sh(PREFLIGHT_SCRIPT, root, project, *images)
+def preflight(root: str, project: str, images: list[str], *, runtimes: bool = True) -> list[str]:
+    """Everything a deploy decides on, in one round trip. ``runtimes``: ask Docker for its
+    runtimes (slow; only a GPU host needs them)."""
+    return _sh(PREFLIGHT_SCRIPT, root, project, "1" if runtimes else "0", *images)
 
 
 def containers(project: str) -> list[str]:
@@ -176,6 +199,38 @@ def compose(project: str, compose_file: str, *args: str) -> list[str]:
 def compose_up(project: str, compose_file: str, services: list[str], *, remove_orphans: bool) -> list[str]:
     extra = ["--remove-orphans"] if remove_orphans else []
     return compose(project, compose_file, "up", "-d", "--no-deps", *extra, *services)
+
+
+HASHED_UP_SCRIPT = f"""
+project="$1"; file="$2"; nimg="$3"; shift 3
+t=$(mktemp -d "${{TMPDIR:-/tmp}}/sparkkit-up.XXXXXX") || exit 1
+trap 'rm -rf "$t"' EXIT
+docker compose -p "$project" -f "$file" config --hash '*' > "$t/hashes" 2>/dev/null &
+k=0
+for i in "$@"; do
+  [ "$k" -lt "$nimg" ] || break
+  k=$((k + 1))
+  {{ id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null) && echo "$i $id"; }} > "$t/image.$k" &
+done
+shift "$nimg"
+docker compose -p "$project" -f "$file" up -d --no-deps "$@"
+rc=$?
+wait
+{_section("hashes")}
+cat "$t/hashes"
+{_section("images")}
+cat "$t"/image.* 2>/dev/null
+exit $rc
+"""
+
+
+def compose_up_hashed(project: str, compose_file: str, services: list[str], *, remove_orphans: bool,
+                      images: list[str]) -> list[str]:
+    """``compose_up``, and meanwhile (hidden behind it) the config hash compose gives each service
+    of the file and the id of each image as the host has it now: what tells a later wave whose
+    services would not change apart from one that must be started."""
+    extra = ["--remove-orphans"] if remove_orphans else []
+    return _sh(HASHED_UP_SCRIPT, project, compose_file, str(len(images)), *images, *extra, *services)
 
 
 def compose_down(project: str, compose_file: str, *, timeout_s: int = 30) -> list[str]:

@@ -25,14 +25,15 @@ from sparkkit import commands as cmd
 from sparkkit.config import HostConfig
 from sparkkit.errors import ConnectionLost, Interrupted, NeedsAttention, OperationError
 from sparkkit.executor import Executor
-from sparkkit.facts import HostFacts, parse_containers, parse_lock, parse_preflight
+from sparkkit.facts import HostFacts, parse_containers, parse_hashed_up, parse_lock, parse_preflight
 from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
-                           rollback_target, start_waves)
+                           rollback_target, services_to_start, start_waves)
 from sparkkit.render import COMPOSE_FILE, Release
 from sparkkit.secrets import Secrets
 
 Printer = Callable[[str], None]
-POLL_S = 0.5
+POLL_S = 0.5  # the longest pause between two looks at a starting wave
+POLL_FIRST_S = 0.1  # the first pause; each next one is 1.5x longer, up to POLL_S
 HEARTBEAT_S = 10.0
 LOG_TAIL = 30
 
@@ -125,6 +126,7 @@ class HostOps:
         self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
         self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
         self.ids_before: dict[str, str] = {}  # service -> container id before this run
+        self._seen: dict = {}  # service -> Container, as the last look during activation saw it
         self._lock_depth = 0
         self.current_stage = "start"
 
@@ -142,7 +144,8 @@ class HostOps:
 
     # -- facts -------------------------------------------------------------------------------
     def facts(self, images: list[str] = ()) -> HostFacts:
-        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images)), timeout_s=60)
+        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu),
+                             timeout_s=60)
         return parse_preflight(result.stdout)
 
     def containers(self):
@@ -214,18 +217,39 @@ class HostOps:
 
     # -- activation (deploy and rollback share it) -------------------------------------------
     def activate(self, release_id: str, specs: list[ServiceSpec]) -> tuple[bool, str | None, str]:
-        """Bring the project to ``release_id``, wave by wave; (ok, failed service, why)."""
+        """Bring the project to ``release_id``, wave by wave; (ok, failed service, why).
+
+        The first wave always goes through `compose up` (it also removes orphans); meanwhile the
+        same round trip learns compose's config hash of every service and the images' ids, so a
+        later wave whose services would not change (``plan.services_to_start``) is skipped: no
+        `compose up`, no wait."""
         compose_file = self.compose_file(release_id)
+        hashes: dict[str, str] | None = None
+        image_ids: dict[str, str] = {}
+        self._seen = {}
         for i, wave in enumerate(start_waves(specs)):
-            self.out(f"  starting {', '.join(wave)}")
+            wave_specs = [s for s in specs if s.name in wave]
+            names = wave
+            if hashes is not None:
+                names = services_to_start(wave_specs, self._seen, hashes=hashes, image_ids=image_ids)
+                if not names:
+                    self.out(f"  unchanged and ready: {', '.join(wave)}")
+                    continue
+            self.out(f"  starting {', '.join(names)}")
             try:
                 with self.stage("compose up"):
-                    self.ex.run(cmd.compose_up(self.cfg.project, compose_file, wave, remove_orphans=(i == 0)),
-                                timeout_s=900, pty=True)
+                    if hashes is None:
+                        result = self.ex.run(cmd.compose_up_hashed(
+                            self.cfg.project, compose_file, names, remove_orphans=(i == 0),
+                            images=sorted({s.image for s in specs})), timeout_s=900, pty=True)
+                        hashes, image_ids = parse_hashed_up(result.stdout)
+                    else:
+                        self.ex.run(cmd.compose_up(self.cfg.project, compose_file, names, remove_orphans=False),
+                                    timeout_s=900, pty=True)
             except OperationError as exc:
-                return False, wave[0] if len(wave) == 1 else None, f"docker compose up failed: {exc}"
+                return False, names[0] if len(names) == 1 else None, f"docker compose up failed: {exc}"
             with self.stage("health wait"):
-                failed = self.wait_ready([s for s in specs if s.name in wave])
+                failed = self.wait_ready(wave_specs)
             if failed:
                 return False, failed[0], failed[1]
         return True, None, ""
@@ -235,9 +259,11 @@ class HostOps:
         restarts: dict[str, tuple[str, int]] = {}
         shown: dict[str, str] = {}
         last_beat = start
+        pause = POLL_FIRST_S
         while True:
             elapsed = time.monotonic() - start
             by_service = {c.service: c for c in self.containers()}
+            self._seen = by_service
             states = []
             for spec in specs:
                 c = by_service.get(spec.name)
@@ -260,7 +286,8 @@ class HostOps:
                 return failed[0].service, failed[0].detail
             if all(st.state == "ready" for st in states):
                 return None
-            self.sleep(POLL_S)
+            self.sleep(pause)
+            pause = min(POLL_S, pause * 1.5)
 
     def last_logs(self, release_id: str, service: str) -> str:
         result = self.ex.run(cmd.compose_logs(self.cfg.project, self.compose_file(release_id), service,

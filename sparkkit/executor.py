@@ -2,6 +2,12 @@
 
 Only this module imports Fabric and Paramiko. Every remote command is an argv list, joined with
 ``shlex.join`` here and nowhere else, so no inventory value reaches a shell unquoted.
+
+Commands run through one remote worker shell per connection (``WORKER_SCRIPT``): each SSH exec
+otherwise costs a channel open, an exec request and the login shell's start-up (its rc files run
+for every command; on the rehearsal host that alone is ~0.2 s), so the worker pays those once and
+each later command costs one network round trip. Where the worker cannot start, each command
+gets its own channel as before.
 """
 
 from __future__ import annotations
@@ -48,6 +54,75 @@ def fingerprint(key) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+# The remote end of the worker: framed requests on stdin, framed answers on stdout. Request: a
+# line "<command bytes> <stdin bytes>", then the command line (shlex-joined argv, the very text
+# an exec request would carry) and the stdin bytes. Answer: a line "<rc> <stdout bytes> <stderr
+# bytes>", then both outputs. `head -c N` of GNU coreutils reads exactly N bytes from a pipe (other
+# heads may read ahead), so the worker refuses to start without it and the executor falls back.
+WORKER_BANNER = "sparkkit-worker 1"
+WORKER_SCRIPT = f"""
+head --version 2>/dev/null | grep -q GNU || {{ echo "no GNU head"; exit 97; }}
+t=$(mktemp -d "${{TMPDIR:-/tmp}}/sparkkit-worker.XXXXXX") || exit 98
+trap 'rm -rf "$t"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
+echo "{WORKER_BANNER}"
+while IFS=' ' read -r n_cmd n_in; do
+  head -c "$n_cmd" > "$t/cmd"
+  if [ "$n_in" -gt 0 ]; then head -c "$n_in" > "$t/in"; else : > "$t/in"; fi
+  sh "$t/cmd" < "$t/in" > "$t/out" 2> "$t/err"
+  rc=$?
+  printf '%s %s %s\n' "$rc" "$(wc -c < "$t/out")" "$(wc -c < "$t/err")"
+  cat "$t/out" "$t/err"
+done
+"""
+
+
+class _Worker:
+    """The local end of one remote worker shell: one SSH channel, one command at a time."""
+
+    def __init__(self, chan):
+        self.chan = chan
+        self.buf = bytearray()
+
+    def _fill(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        readable, _, _ = select.select([self.chan], [], [], min(1.0, max(0.0, deadline - time.monotonic())))
+        while self.chan.recv_stderr_ready():  # the worker's own stderr (the login shell's noise): drained,
+            self.chan.recv_stderr(65536)  # so it never holds the channel's window shut
+        if readable or self.chan.recv_ready():
+            data = self.chan.recv(262144)
+            if not data:
+                raise EOFError
+            self.buf += data
+        elif self.chan.closed or self.chan.eof_received:
+            raise EOFError
+
+    def line(self, deadline: float) -> bytes:
+        while b"\n" not in self.buf:
+            self._fill(deadline)
+        i = self.buf.index(b"\n")
+        out = bytes(self.buf[:i])
+        del self.buf[:i + 1]
+        return out
+
+    def exactly(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            self._fill(deadline)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def call(self, command: bytes, stdin: bytes, deadline: float) -> tuple[int, bytes, bytes]:
+        self.chan.sendall(f"{len(command)} {len(stdin)}\n".encode() + command + stdin)
+        head = self.line(deadline).split()
+        rc, n_out, n_err = (int(x) for x in head)
+        return rc, self.exactly(n_out, deadline), self.exactly(n_err, deadline)
+
+    def close(self) -> None:
+        self.chan.close()
+
+
 @dataclass
 class SshExecutor:
     """One SSH connection (Fabric) per kit command; each ``run`` is one channel on it.
@@ -64,8 +139,12 @@ class SshExecutor:
     round_trips: int = 0
     connects: int = 0
     dropped: int = 0  # connections that were lost mid-command (a fleet tells 'lost' from 'failed')
+    use_worker: bool = True  # False: one channel per command (the fallback, also for comparison)
     _conn: object = None
     _forwards: list = field(default_factory=list)
+    _worker: _Worker | None = None
+    _worker_failed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _known_hosts_path(self, conn) -> Path:
         if self.settings.known_hosts_file is not None:
@@ -82,7 +161,8 @@ class SshExecutor:
         if self.settings.key_file is not None:
             if not self.settings.key_file.exists():
                 raise OperationError(f"{self.host_name}: SSH key {self.settings.key_file} does not exist")
-            kwargs["key_filename"] = [str(self.settings.key_file)]
+            # the inventory names the key: offer only it (no agent, no ~/.ssh key hunt), one attempt
+            kwargs.update(key_filename=[str(self.settings.key_file)], look_for_keys=False, allow_agent=False)
         conn = fabric.Connection(host=self.settings.address, user=self.settings.user,
                                  port=self.settings.port, connect_timeout=15, connect_kwargs=kwargs)
         known_hosts = self._known_hosts_path(conn)
@@ -138,16 +218,77 @@ class SshExecutor:
             transport = self._conn.client.get_transport()
             if transport is not None and transport.is_active():
                 return self._conn
+            self._drop_worker()
             self._conn.close()
             self._conn = None
             self.notices.append(f"{self.host_name}: the SSH connection had dropped; reconnected")
         return self._connect()
 
+    def open(self) -> None:
+        """Connect and start the worker now (``run`` does it on first use anyway)."""
+        with self._lock:
+            conn = self._connection()
+            if self.use_worker:
+                self._start_worker(conn)
+
     def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
             timeout_s: float = 120.0, pty: bool = False) -> Result:
-        conn = self._connection()
         command = shlex.join(argv)
-        self.round_trips += 1
+        with self._lock:
+            conn = self._connection()
+            self.round_trips += 1
+            # a command on a pty gets its own channel, so that it is hung up with it
+            worker = self._start_worker(conn) if self.use_worker and not pty else None
+            if worker is not None:
+                rc, out, err = self._run_in_worker(worker, command, stdin, timeout_s)
+            else:
+                rc, out, err = self._run_in_channel(conn, command, stdin, timeout_s, pty=pty)
+        result = Result(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
+        if check and rc != 0:
+            raise RemoteCommandError(command[:300], rc, result.stderr or result.stdout)
+        return result
+
+    def _start_worker(self, conn) -> _Worker | None:
+        """The connection's worker shell, started on first use; None where it cannot run."""
+        if self._worker is not None or self._worker_failed:
+            return self._worker
+        try:
+            chan = conn.client.get_transport().open_session()
+            chan.exec_command(shlex.join(["sh", "-c", WORKER_SCRIPT]))
+            worker = _Worker(chan)
+            banner = worker.line(time.monotonic() + 30).decode("utf-8", "replace").strip()
+        except Exception:  # noqa: BLE001 - whatever stops the worker, the per-command channels remain
+            banner = None
+        if banner != WORKER_BANNER:
+            self._worker_failed = True
+            self.notices.append(f"remote worker shell unavailable ({banner or 'no answer'}); "
+                                f"one SSH channel per command")
+            return None
+        self._worker = worker
+        return worker
+
+    def _run_in_worker(self, worker: _Worker, command: str, stdin: bytes, timeout_s: float):
+        try:
+            return worker.call(command.encode(), stdin, time.monotonic() + timeout_s)
+        except TimeoutError:
+            self._drop_worker()
+            raise OperationError(f"{self.host_name}: remote command timed out after "
+                                 f"{timeout_s:.0f}s: {command[:200]}") from None
+        except Exception as exc:  # noqa: BLE001 - EOF, a bad frame, a dropped connection: the worker is gone
+            self._drop_worker()
+            raise self._lost(f"{self.host_name}: SSH connection lost during: {command[:200]}"
+                             f"{f' ({exc})' if str(exc) else ''}") from None
+        except BaseException:  # Ctrl-C mid-command: the worker's answer would come to the next command
+            self._drop_worker()
+            raise
+
+    def _drop_worker(self) -> None:
+        """A worker in an unknown state (timeout, lost): close it; the next command starts another."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def _run_in_channel(self, conn, command: str, stdin: bytes, timeout_s: float, *, pty: bool = False):
         try:
             chan = conn.client.get_transport().open_session(timeout=DEAD_AFTER_S)
         except Exception as exc:  # the connection dropped
@@ -188,10 +329,7 @@ class SshExecutor:
             raise self._lost(f"{self.host_name}: SSH connection lost: {exc}") from None
         finally:  # also on Ctrl-C: closing the channel hangs up a command that has a pty
             chan.close()
-        result = Result(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"))
-        if check and rc != 0:
-            raise RemoteCommandError(command[:300], rc, result.stderr or result.stdout)
-        return result
+        return rc, bytes(out), bytes(err)
 
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> int:
         """A local port that reaches ``remote_host:remote_port`` as seen from the host, through this
@@ -226,6 +364,8 @@ class SshExecutor:
         for server in self._forwards:
             server.close()
         self._forwards.clear()
+        self._drop_worker()
+        self._worker_failed = False
         if self._conn is not None:
             self._conn.close()
             self._conn = None

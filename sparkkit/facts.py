@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sparkkit.commands import SECTION
@@ -25,6 +25,8 @@ class Container:
     oom_killed: bool
     image: str
     host_ports: tuple[int, ...]
+    image_id: str = ""  # the image the container was created from (sha256:...)
+    config_hash: str = ""  # compose's com.docker.compose.config-hash label
 
     @property
     def ready(self) -> bool:
@@ -45,6 +47,7 @@ class HostFacts:
     releases: tuple[str, ...]  # kept releases, most recently touched first
     activations: tuple[str, ...]  # releases that went live (deploy or rollback ok), oldest first
     containers: tuple[Container, ...]
+    image_ids: dict[str, str] = field(default_factory=dict)  # present image -> its id (sha256:...)
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -100,6 +103,8 @@ def parse_containers(text: str) -> tuple[Container, ...]:
             oom_killed=bool(state.get("OOMKilled", False)),
             image=(item.get("Config") or {}).get("Image", ""),
             host_ports=tuple(sorted(ports)),
+            image_id=item.get("Image", ""),
+            config_hash=labels.get("com.docker.compose.config-hash", ""),
         ))
     return tuple(sorted(out, key=lambda c: c.service))
 
@@ -136,7 +141,7 @@ def parse_preflight(text: str) -> HostFacts:
     s = split_sections(text)
     docker_raw = s.get("docker", "").strip()
     docker_version = _version(docker_raw)
-    images = [line.split(" ", 1) for line in s.get("images", "").splitlines() if " " in line]
+    images = [line.split(" ") + [""] for line in s.get("images", "").splitlines() if " " in line]
     try:
         runtimes = tuple(sorted(json.loads(s.get("runtimes", "{}") or "{}")))
     except json.JSONDecodeError:
@@ -149,12 +154,13 @@ def parse_preflight(text: str) -> HostFacts:
         runtimes=runtimes,
         free_disk_bytes=parse_df_free_bytes(s.get("disk", "").strip()),
         listening_ports=parse_listening_ports(s.get("ports", "")),
-        images_present=frozenset(name for state, name in images if state == "present"),
-        images_missing=frozenset(name for state, name in images if state == "missing"),
+        images_present=frozenset(name for state, name, *_ in images if state == "present"),
+        images_missing=frozenset(name for state, name, *_ in images if state == "missing"),
         current_release=current.rsplit("/", 1)[-1] if current else None,
         releases=tuple(line.strip() for line in s.get("releases", "").splitlines() if line.strip()),
         activations=parse_activations(s.get("audit", "")),
         containers=parse_containers(s.get("containers", "")),
+        image_ids={name: rest[0] for state, name, *rest in images if state == "present" and rest[0]},
     )
 
 
@@ -200,3 +206,11 @@ def parse_cat_files(text: str) -> dict[str, bytes | None]:
         else:
             chunks.append(line.strip())
     return out
+
+
+def parse_hashed_up(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Output of ``compose_up_hashed`` -> (service -> config hash, image -> id)."""
+    s = split_sections(text)
+    hashes = dict(line.split(None, 1) for line in s.get("hashes", "").splitlines() if len(line.split()) == 2)
+    images = dict(line.split(None, 1) for line in s.get("images", "").splitlines() if len(line.split()) == 2)
+    return hashes, images

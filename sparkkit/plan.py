@@ -42,6 +42,24 @@ def start_waves(specs: list[ServiceSpec]) -> list[list[str]]:
     return waves
 
 
+def services_to_start(specs: list[ServiceSpec], containers: dict[str, Container], *,
+                      hashes: dict[str, str], image_ids: dict[str, str]) -> list[str]:
+    """The services (of one wave) that `compose up` would create, recreate or start.
+
+    A service is left alone only when its container is ready, carries the very config hash
+    compose gives the service in the new file, and was created from the image its tag names on
+    the host now. Anything unknown (no hash, no image id) counts as changed, so a missing fact
+    costs a `compose up`, never a skipped change."""
+    out = []
+    for spec in specs:
+        c = containers.get(spec.name)
+        unchanged = (c is not None and c.ready and bool(c.config_hash) and hashes.get(spec.name) == c.config_hash
+                     and bool(c.image_id) and image_ids.get(spec.image) == c.image_id)
+        if not unchanged:
+            out.append(spec.name)
+    return out
+
+
 def _version_tuple(text: str | None) -> tuple[int, ...]:
     out = []
     for part in (text or "").split("-")[0].split("+")[0].split("."):

@@ -99,3 +99,74 @@ def test_a_stale_token_breaks_only_the_lock_it_names(tmp_path):
                 tmp_path)
     assert taken.stdout.startswith("ACQUIRED")
     assert "bob" in (tmp_path / "root" / "lock" / "info.json").read_text()
+
+
+FAKE_DOCKER = """#!/bin/sh
+# a stand-in docker CLI: records its argv (one per line, NUL-free), answers slowly and out of order
+printf '%s\\n' "$*" >> "$DOCKER_LOG"
+case "$1 $2" in
+  "version --format") sleep 0.3; echo 20.10.24 ;;
+  "compose version") sleep 0.1; echo 2.40.3 ;;
+  "info --format") echo '{"nvidia":{},"runc":{}}' ;;
+  "image inspect") sleep 0.2; case "$5" in *missing*) exit 1 ;; *) echo "sha256:id-of-$5" ;; esac ;;
+  "ps -aq") echo c1 ;;
+  "inspect c1") echo '[]' ;;
+  "compose -p")
+    case "$*" in
+      *"config --hash"*) sleep 0.2; echo "svc-a hash-a"; echo "svc-b hash-b" ;;
+      *" up "*) echo "up ok" >&2 ;;
+    esac ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(FAKE_DOCKER)
+    (bindir / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    log.write_text("")
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.setenv("DOCKER_LOG", str(log))
+    return log
+
+
+def test_preflight_script_prints_each_section_in_order_whatever_finishes_first(tmp_path, fake_docker):
+    from sparkkit.facts import parse_preflight
+
+    root = tmp_path / "root $(touch PWNED)"
+    (root / "releases" / "r1").mkdir(parents=True)
+    (root / "releases" / "r1" / "release.json").write_text("{}")
+    images = ["img-a:1", "img-missing:2", "img-c:3"]
+    done = _sh(cmd.preflight(str(root), "proj", images, runtimes=False), tmp_path)
+    assert done.returncode == 0, done.stderr
+    facts = parse_preflight(done.stdout)
+    assert facts.docker_version == "20.10.24" and facts.compose_version == "2.40.3"
+    assert facts.runtimes == ()  # not asked: no `docker info`
+    assert "info --format" not in fake_docker.read_text()
+    assert facts.images_missing == {"img-missing:2"}
+    assert facts.image_ids == {"img-a:1": "sha256:id-of-img-a:1", "img-c:3": "sha256:id-of-img-c:3"}
+    assert facts.releases == ("r1",) and facts.containers == ()
+    with_runtimes = parse_preflight(_sh(cmd.preflight(str(root), "proj", images, runtimes=True), tmp_path).stdout)
+    assert with_runtimes.runtimes == ("nvidia", "runc")
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hashed_up_passes_values_through_as_data(tmp_path, fake_docker, value):
+    from sparkkit.facts import parse_hashed_up
+
+    argv = cmd.compose_up_hashed(f"proj{value}", f"/r/{value}.yml", ["svc-a", f"svc{value}"], remove_orphans=True,
+                                 images=[f"img{value}", "img-missing"])
+    done = _sh(argv, tmp_path)
+    assert done.returncode == 0, done.stderr
+    hashes, images = parse_hashed_up(done.stdout)
+    assert hashes == {"svc-a": "hash-a", "svc-b": "hash-b"}
+    if not any(c.isspace() for c in value):  # names with blanks are no image names; they only must stay data
+        assert images == {f"img{value}": f"sha256:id-of-img{value}"}
+    calls = fake_docker.read_text()
+    assert f"compose -p proj{value} -f /r/{value}.yml up -d --no-deps --remove-orphans svc-a svc{value}" in calls
+    assert "img-missing" not in images
+    assert not list(tmp_path.rglob("PWNED"))

@@ -40,9 +40,12 @@ class RecordingExecutor:
         pass
 
 
-def inspect_json(services, health="healthy"):
-    return json.dumps([{"Id": f"{name}0000000000", "Name": f"/p-{name}-1", "RestartCount": 0,
-                        "Config": {"Labels": {"com.docker.compose.service": name}, "Image": "img"},
+def inspect_json(services, health="healthy", hashes=None):
+    hashes = hashes or {}
+    return json.dumps([{"Id": f"{name}0000000000", "Name": f"/p-{name}-1", "RestartCount": 0, "Image": "sha256:i",
+                        "Config": {"Labels": {"com.docker.compose.service": name,
+                                              "com.docker.compose.config-hash": hashes.get(name, "")},
+                                   "Image": "img"},
                         "State": {"Status": "running", "Health": {"Status": health}, "ExitCode": 0,
                                   "StartedAt": "2026-11-27T08:00:00.123456789Z"},
                         "HostConfig": {"PortBindings": {}}} for name in services])
@@ -84,8 +87,16 @@ def test_first_deploy_order(setup):
     ])
     outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
     assert outcome.changed
+    kinds = kinds_of(ex.commands)
+    assert kinds == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
+    assert "--remove-orphans" in ex.commands[3] and "vllm-nemotron" not in ex.commands[3]
+    assert ex.commands[5].endswith("vllm-nemotron")
+    assert all("flow-secret" not in c for c in ex.commands)  # the secret travels only inside the archive
+
+
+def kinds_of(commands):
     kinds = []
-    for c in ex.commands:
+    for c in commands:
         if "==sparkkit:docker==" in c:
             kinds.append("preflight")
         elif "ACQUIRED" in c:
@@ -100,10 +111,59 @@ def test_first_deploy_order(setup):
             kinds.append("switch+audit+prune")
         elif "$token" in c:
             kinds.append("unlock")
-    assert kinds == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
-    assert "--remove-orphans" in ex.commands[3] and "vllm-nemotron" not in ex.commands[3]
-    assert ex.commands[5].endswith("vllm-nemotron")
-    assert all("flow-secret" not in c for c in ex.commands)  # the secret travels only inside the archive
+    return kinds
+
+
+def test_a_later_wave_compose_would_not_change_is_skipped(setup):
+    cfg, release, names = setup
+    old = "r0ld"
+    specs = specs_of(release, cfg)
+    hashes = {n: f"hash-{n}" for n in names}
+    running = {**hashes, "context-engine": "hash-before-the-edit"}  # the one edited service
+    up_answer = "\n".join([SECTION.format("hashes"), *(f"{n} {h}" for n, h in hashes.items()),
+                           SECTION.format("images"), *(f"{i} sha256:i" for i in {s.image for s in specs})])
+    state = {"up": 0}
+
+    class Host(RecordingExecutor):
+        def run(self, argv, **kw):
+            line = shlex.join(argv)
+            if " up -d " in line:
+                state["up"] += 1
+                self.commands.append(line)
+                return Result(rc=0, stdout=up_answer, stderr="")
+            if "docker inspect $ids" in line and "==sparkkit:docker==" not in line:
+                self.commands.append(line)
+                now = hashes if state["up"] else running
+                return Result(rc=0, stdout=inspect_json(names, hashes=now), stderr="")
+            return super().run(argv, **kw)
+
+    ex = Host([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(old, [old], inspect_json(names, hashes=running)),
+                                              stderr="")),
+               ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr=""))])
+    lines = []
+    outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+    assert outcome.changed
+    assert kinds_of(ex.commands) == ["preflight", "lock", "upload", "up", "poll", "switch+audit+prune", "unlock"]
+    assert "unchanged and ready: vllm-nemotron" in "\n".join(lines)
+
+
+def test_a_later_wave_is_started_when_its_container_differs(setup):
+    cfg, release, names = setup
+    specs = specs_of(release, cfg)
+    hashes = {n: f"hash-{n}" for n in names}
+    stale = {**hashes, "vllm-nemotron": "hash-of-an-older-file"}
+    up_answer = "\n".join([SECTION.format("hashes"), *(f"{n} {h}" for n, h in hashes.items()),
+                           SECTION.format("images"), *(f"{i} sha256:i" for i in {s.image for s in specs})])
+    ex = RecordingExecutor([
+        ("==sparkkit:docker==", Result(rc=0, stdout=preflight_text("r0ld", ["r0ld"], "[]"), stderr="")),
+        ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
+        (" up -d ", Result(rc=0, stdout=up_answer, stderr="")),
+        ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names, hashes=stale), stderr="")),
+    ])
+    HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+    assert kinds_of(ex.commands) == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune",
+                                     "unlock"]
+    assert ex.commands[5].endswith("up -d --no-deps vllm-nemotron")
 
 
 def test_preflight_problem_touches_nothing(setup):

@@ -77,3 +77,11 @@ def test_parse_lock():
 def test_parse_cat_files():
     text = "==sparkkit:file:a.txt==\naGVsbG8K\n==sparkkit:file:b==\n!missing\n"
     assert parse_cat_files(text) == {"a.txt": b"hello\n", "b": None}
+
+
+def test_parse_hashed_up():
+    from sparkkit.facts import parse_hashed_up
+
+    text = _sections(hashes="svc-a 63948bf5\nsvc-b c50cd225\n", images="app:1 sha256:657be038\n")
+    assert parse_hashed_up(text) == ({"svc-a": "63948bf5", "svc-b": "c50cd225"}, {"app:1": "sha256:657be038"})
+    assert parse_hashed_up("") == ({}, {})  # compose printed nothing: every service counts as changed

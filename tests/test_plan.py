@@ -6,7 +6,7 @@ import pytest
 
 from sparkkit.facts import Container, HostFacts
 from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
-                           rollback_target, start_waves)
+                           rollback_target, services_to_start, start_waves)
 
 
 def spec(name, deps=(), timeout=60, port=8000):
@@ -14,10 +14,11 @@ def spec(name, deps=(), timeout=60, port=8000):
 
 
 def container(service="a", *, status="running", health="healthy", restarts=0, exit_code=0, oom=False,
-              cid="c1", ports=()):
+              cid="c1", ports=(), config_hash="", image_id=""):
     return Container(service=service, id=cid, name=f"p-{service}-1", status=status, health=health,
                      restarts=restarts, started_at=datetime(2026, 1, 1, tzinfo=timezone.utc), exit_code=exit_code,
-                     oom_killed=oom, image="img", host_ports=tuple(ports))
+                     oom_killed=oom, image="img", host_ports=tuple(ports), config_hash=config_hash,
+                     image_id=image_id)
 
 
 def facts(**kw):
@@ -108,3 +109,23 @@ def test_rollback_target_is_the_last_live_release_still_kept():
     assert rollback_target(history, "r2", ("r2", "r1")) == "r1"  # r3 was pruned
     assert rollback_target(("r1",), "r1", ("r1",)) is None
     assert rollback_target((), None, ("r1",)) is None
+
+
+def test_only_services_compose_would_change_are_started():
+    specs = [spec("same"), spec("edited"), spec("sick"), spec("gone"), spec("new-image"), spec("no-label")]
+    seen = {"same": container("same", config_hash="h1", image_id="sha256:i"),
+            "edited": container("edited", config_hash="old", image_id="sha256:i"),
+            "sick": container("sick", health="unhealthy", config_hash="h1", image_id="sha256:i"),
+            "new-image": container("new-image", config_hash="h1", image_id="sha256:older"),
+            "no-label": container("no-label", image_id="sha256:i")}
+    hashes = {name: "h1" for name in ("same", "edited", "sick", "gone", "new-image", "no-label")}
+    assert services_to_start(specs, seen, hashes=hashes, image_ids={"img": "sha256:i"}) == \
+        ["edited", "sick", "gone", "new-image", "no-label"]
+
+
+def test_unknown_hashes_or_images_start_everything():
+    specs = [spec("a"), spec("b")]
+    seen = {n: container(n, config_hash="h", image_id="sha256:i") for n in ("a", "b")}
+    assert services_to_start(specs, seen, hashes={}, image_ids={"img": "sha256:i"}) == ["a", "b"]
+    assert services_to_start(specs, seen, hashes={"a": "h", "b": "h"}, image_ids={}) == ["a", "b"]
+    assert services_to_start(specs, seen, hashes={"a": "h", "b": "h"}, image_ids={"img": "sha256:i"}) == []

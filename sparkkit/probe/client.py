@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ def _error_text(exc: Exception) -> str:
 
 
 def chat(client: httpx.Client, payload: dict, *, path: str = "/v1/chat/completions") -> ChatRecord:
-    """A chat completion, streamed when ``payload["stream"]`` is true."""
+    """A chat completion, streamed when ``payload["stream"]`` is true. Times run from the moment
+    the request is handed to the connection (its JSON is encoded before the clock starts)."""
     start = time.perf_counter()
     try:
         if not payload.get("stream"):
@@ -41,7 +43,10 @@ def chat(client: httpx.Client, payload: dict, *, path: str = "/v1/chat/completio
         acc = StreamAccumulator()
         decoder = SSEDecoder()
         done = False
-        with client.stream("POST", path, json=payload) as resp:
+        request = client.build_request("POST", path, json=payload)
+        start = time.perf_counter()
+        resp = client.send(request, stream=True)
+        with contextlib.closing(resp):
             if resp.status_code != 200:
                 body = resp.read().decode("utf-8", "replace")
                 return failed(f"HTTP {resp.status_code}: {body[:200]}", http_status=resp.status_code,
