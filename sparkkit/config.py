@@ -6,6 +6,7 @@ Every error names the file that set the key and the key path, e.g.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,24 @@ class _Reader:
                 raise self.fail(str(key), f"unknown key (expected one of: {hint})")
 
 
+MAX_TEXT = 4096  # characters in one string value (a model id, an image, a path, a flag value)
+MAX_INT = 2**31 - 1
+
+
+def check_size(value: Any, fail: Callable[[str], InputError]) -> None:
+    """Values no real inventory needs: very long strings, huge or non-finite numbers, NUL bytes."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise fail(f"value too long ({len(value)} characters; at most {MAX_TEXT})")
+        if "\0" in value:
+            raise fail("value holds a NUL character")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_INT:
+            raise fail(f"number out of range (at most {MAX_INT})")
+    elif isinstance(value, float) and (not math.isfinite(value) or abs(value) > 1e15):
+        raise fail(f"number out of range: {value!r}")
+
+
 def check_type(value: Any, kind: type, fail: Callable[[str], InputError]) -> Any:
     ok = {
         bool: lambda v: isinstance(v, bool),
@@ -210,6 +229,7 @@ def check_type(value: Any, kind: type, fail: Callable[[str], InputError]) -> Any
         if len(shown) > 60:
             shown = shown[:57] + "..."
         raise fail(f"expected {_TYPE_WORDS[kind]}, got {shown}")
+    check_size(value, fail)
     return float(value) if kind is float else value
 
 
@@ -220,6 +240,7 @@ def _str_list(reader: _Reader, key: str, default: Any = _MISSING) -> tuple[str, 
     for i, item in enumerate(items):
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise reader.fail((key, str(i)), f"expected a string, got {item!r}")
+        check_size(item, lambda msg, i=i: reader.fail((key, str(i)), msg))
     return tuple(str(item) for item in items)
 
 
@@ -232,6 +253,9 @@ def _scalar_map(reader: _Reader, key: str, *, allow_null: bool = False) -> tuple
         if value is None and allow_null:
             out.append((name, None))
         elif isinstance(value, (str, int, float, bool)):
+            check_size(value, lambda msg: reader.fail((key, name), msg))
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                raise reader.fail((key, name), "value must be a single line (it holds a line break)")
             out.append((name, value))
         else:
             raise reader.fail((key, name), f"expected a string, number or boolean, got {value!r}")
@@ -242,6 +266,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FLAG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _SECRET_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PATH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
 
 COMMON_SERVICE_KEYS = {
     "role", "enabled", "image", "port", "container_port", "command", "entrypoint", "flags", "env",
@@ -512,6 +537,8 @@ def build_config(layers: HostLayers) -> HostConfig:
     root = r.get("sparkkit_root", str, "/opt/sparkkit")
     if not root.startswith("/") or "\n" in root or root.rstrip("/") == "" or ".." in root.split("/"):
         raise r.fail("sparkkit_root", f"must be an absolute path without '..', got {root!r}")
+    if not _PATH_RE.match(root):
+        raise r.fail("sparkkit_root", "use letters, digits and . _ - / only (no spaces, quotes, $, ; or line breaks)")
     project = r.get("compose_project", str, "sparkkit")
     if not _NAME_RE.match(project):
         raise r.fail("compose_project", "use a-z, 0-9, '-' and '_', starting with a letter or digit")

@@ -5,6 +5,8 @@ class InputError(Exception):
     """Bad input: inventory, template, command line. Exit code 2; nothing on a host was touched."""
 
     def __init__(self, message: str, *, source: str = "", key: str = ""):
+        if not key.isprintable():  # a key with a line break or control character is shown quoted
+            key = repr(key)
         self.source = source
         self.key = key
         where = ": ".join(part for part in (source, key) if part)

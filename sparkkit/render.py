@@ -85,10 +85,24 @@ def _compose_value(value) -> str:
     return _yaml_value(value).replace("$", "$$")
 
 
+class _Loader(jinja2.FileSystemLoader):
+    """A template that is not UTF-8 is bad input that names its file (not a UnicodeDecodeError)."""
+
+    def get_source(self, environment, template):
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError as exc:
+            for folder in self.searchpath:
+                if (Path(folder) / template).is_file():
+                    template = str(Path(folder) / template)
+                    break
+            raise InputError(f"not valid UTF-8 (byte {exc.start})", source=_display(template)) from None
+
+
 def make_environment(project_dir: Path) -> jinja2.Environment:
     project_dir = Path(project_dir)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(project_dir / "templates"), str(project_dir / "roles")]),
+        loader=_Loader([str(project_dir / "templates"), str(project_dir / "roles")]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

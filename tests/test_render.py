@@ -124,13 +124,14 @@ def test_hostile_values_are_quoted(tmp_path):
     project = copy_project(tmp_path)
     host_vars = project / "inventory" / "host_vars" / "spark.yml"
     data = yaml.safe_load(host_vars.read_text())
-    data["services"] = {"context-engine": {"env": {"NOTE": hostile}, "command": [hostile]}}
+    one_line = hostile.replace("\n", " ")  # env values must be single lines (a line break is refused)
+    data["services"] = {"context-engine": {"env": {"NOTE": one_line}, "command": [hostile]}}
     host_vars.write_text(yaml.safe_dump(data))
     _, release = render(project=project)
     compose = yaml.safe_load(release.file(release.compose_path).content)
     svc = compose["services"]["context-engine"]
     # `$` is doubled so compose does not interpolate; the YAML structure is unchanged
-    assert svc["environment"]["NOTE"] == hostile.replace("$", "$$")
+    assert svc["environment"]["NOTE"] == one_line.replace("$", "$$")
     assert svc["command"] == [hostile.replace("$", "$$")]
     assert set(svc) == set(yaml.safe_load(render()[1].file(render()[1].compose_path).content)["services"]
                            ["context-engine"]) | {"command"}

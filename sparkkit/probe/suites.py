@@ -26,6 +26,25 @@ class Suite:
         return self.data.get(key, default)
 
 
+COMMON_KEYS = {"suite", "kind", "description", "warmups", "runs", "max_tokens", "thinking"}
+KIND_KEYS = {"chat": {"cases", "system"}, "tools": {"cases", "tools", "system"},
+             "extraction": {"cases", "instruction", "min_recall"},
+             "conversation": {"conversations", "user_turns"}, "embeddings": {"texts"},
+             "websearch": {"queries", "min_results"}, "health": set()}
+CASE_KEYS = {"chat": {"id", "description", "prompt", "expect_any", "max_tokens", "voice"},
+             "tools": {"id", "description", "prompt", "expect", "expect_any"},
+             "extraction": {"id", "description", "transcript", "expect"},
+             "conversation": {"id", "description", "turns"}}
+MAX_REPEATS = 10_000  # warmups, runs, max_tokens beyond this are typos
+
+
+def _reject_unknown(data: dict, allowed: set[str], source: str, prefix: str = "") -> None:
+    for key in data:
+        if key not in allowed:
+            raise InputError(f"unknown key (expected one of: {', '.join(sorted(allowed))})", source=source,
+                             key=f"{prefix}{key}")
+
+
 HEALTH = Suite(name="health", kind="health", source="(built in)", data={"warmups": 1, "runs": 5})
 
 
@@ -33,8 +52,9 @@ def _check(data: dict, source: str) -> Suite:
     name, kind = data.get("suite"), data.get("kind")
     if not isinstance(name, str) or not name:
         raise InputError("missing value (a string is required)", source=source, key="suite")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise InputError(f"expected one of {', '.join(sorted(KINDS))}, got {kind!r}", source=source, key="kind")
+    _reject_unknown(data, COMMON_KEYS | KIND_KEYS[kind], source)
     list_key = CASE_LISTS.get(kind)
     if list_key:
         items = data.get(list_key)
@@ -45,6 +65,7 @@ def _check(data: dict, source: str) -> Suite:
             for i, item in enumerate(items):
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise InputError("each entry needs an id", source=source, key=f"{list_key}.{i}")
+                _reject_unknown(item, CASE_KEYS[kind], source, f"{list_key}.{i}.")
                 if item["id"] in seen:
                     raise InputError(f"duplicate id {item['id']!r}", source=source, key=f"{list_key}.{i}.id")
                 seen.add(item["id"])
@@ -59,6 +80,8 @@ def _check(data: dict, source: str) -> Suite:
     for key in ("warmups", "runs", "max_tokens"):
         if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0):
             raise InputError(f"expected a non-negative integer, got {data[key]!r}", source=source, key=key)
+        if key in data and data[key] > MAX_REPEATS:
+            raise InputError(f"{data[key]} is too large (at most {MAX_REPEATS})", source=source, key=key)
     return Suite(name=name, kind=kind, source=source, data=data)
 
 

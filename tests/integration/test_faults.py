@@ -56,6 +56,8 @@ def fs(testbed, tmp_path_factory):
                   env={"SIM_TTFT_MS": "20", "SIM_DECODE_TOK_S": "2000", "SIM_MEMORY_MIB": "0"},
                   probe_suites=["standard"])
     s.set_service("audio-pipeline", start_timeout_s=120)  # the machine may be busy; faults set their own
+    for name in ("vllm-nemotron", "searxng", "audio-pipeline"):  # a busy machine must not fail a health check
+        s.set_service(name, healthcheck={"interval_s": 1, "timeout_s": 20, "retries": 10})
     s.set_host(keep_releases=50, gates={"regression_ttft_pct": 400, "regression_decode_pct": 90})
     saved = {k: os.environ.get(k) for k in ("SPARKKIT_SECRET_SEARXNG_SECRET", "SPARKKIT_SECRET_HF_TOKEN")}
     os.environ["SPARKKIT_SECRET_SEARXNG_SECRET"] = SECRET
@@ -259,7 +261,7 @@ def test_connection_dropped_during_verification_rolls_back(fs, capsys, base, mon
 ])
 def test_ctrl_c_releases_the_lock_says_where_and_a_rerun_converges(fs, capsys, base, monkeypatch,
                                                                     marker, delay_s, stage):
-    before = snapshot(fs)
+    before, previous = snapshot(fs), fs.current()
     with fault(monkeypatch, marker, ctrl_c, delay_s=delay_s) as state:
         code, out, err = run(capsys, fs, "deploy", *change(f"sigint-{stage}"))
     assert state["fired"]
@@ -273,24 +275,19 @@ def test_ctrl_c_releases_the_lock_says_where_and_a_rerun_converges(fs, capsys, b
     code, out, err = run(capsys, fs, "deploy", *change(f"sigint-{stage}"))
     assert code == 0, err
     assert_consistent(fs, before, current=fs.current())
-    assert fs.current() != base["A"]
-    # back to A for the next scenario
-    code, _, err = run(capsys, fs, "deploy")
-    assert code == 0 and fs.current() == base["A"], err
+    assert fs.current() != previous
 
 
 def test_ctrl_c_during_verification_keeps_a_report_and_the_release(fs, capsys, base, monkeypatch):
-    before = snapshot(fs)
+    before, previous = snapshot(fs), fs.current()
     with fault_while_probing(monkeypatch, ctrl_c, delay_s=0.3):
         code, out, err = run(capsys, fs, "deploy-and-verify", *change("sigint-verify"))
     assert code == 130, err
     new = fs.current()
-    assert new != base["A"]
+    assert new != previous
     assert_consistent(fs, before, current=new)
     report = json.loads((fs.reports / "rehearsal" / "latest" / "report.json").read_text())
     assert report["interrupted"] is True and "unverified" in report["decision"]
-    code, _, err = run(capsys, fs, "deploy")
-    assert code == 0 and fs.current() == base["A"], err
 
 
 def cli(fs, *args: str) -> subprocess.Popen:
@@ -299,7 +296,7 @@ def cli(fs, *args: str) -> subprocess.Popen:
 
 
 def test_two_deploys_at_once_one_waits_out_nothing_breaks(fs, base):
-    before = snapshot(fs)
+    before, before_current = snapshot(fs), fs.current()
     slow = ["-e", "services.audio-pipeline.env.SIM_STARTUP_DELAY_S=3", *change("twice")]
     first = cli(fs, "deploy", *slow)
     time.sleep(0.3)
@@ -314,7 +311,7 @@ def test_two_deploys_at_once_one_waits_out_nothing_breaks(fs, base):
     loser = [err for code, err in outcomes if code == 1]
     assert codes == [0, 1] and "locked by" in loser[0], outcomes
     assert_consistent(fs, before, current=fs.current())
-    assert fs.current() != base["A"]
+    assert fs.current() != before_current
 
 
 def test_a_killed_kit_leaves_a_stale_lock_the_next_run_takes_over(fs, capsys, base):
