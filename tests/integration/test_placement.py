@@ -47,6 +47,7 @@ def pair(testbed, tmp_path_factory):
     (f.dir / "inventory" / "group_vars" / "pair.yml").write_text(yaml.safe_dump(placed, sort_keys=False))
     yield f
     f.cleanup()
+    netns("down")
 
 
 def run(pair, capsys, *extra):
