@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "list of hosts and groups: every host runs at once (--serial N: N at a time, "
                                    "stopping at the first failed host), each with its own connection, lock and "
                                    "report, plus reports/fleet/<time>-<HOST>/summary.md; exit 0 only when every "
-                                   "host passed.")
+                                   "host passed, 3 when a host needs a person (lost mid-run, or its rollback failed).")
     p.add_argument("--serial", type=int, metavar="N",
                    help="rolling: N hosts at a time; stop after the first batch with a failed host (its "
                         "hosts are rolled back, the rest are not touched)")

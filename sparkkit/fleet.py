@@ -46,6 +46,7 @@ class HostResult:
     seconds: float | None = None
     report: str | None = None
     error: str | None = None
+    attention: bool = False  # a restore or rollback failed, or the host was lost mid-run: exit 3
 
 
 @dataclass(kw_only=True)
@@ -147,7 +148,8 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
         decision=mask(run.decision), gates_passed=sum(g.passed for g in run.gates), gates_total=len(run.gates),
         failed_gates=[f"{g.service}/{g.name}" for g in run.gates if not g.passed],
         seconds=round(time.perf_counter() - start, 2), report=str(folder / "report.md"),
-        error=mask(run.deploy_error) if run.deploy_error else None)
+        error=mask(run.deploy_error) if run.deploy_error else None,
+        attention=bool(getattr(run, "attention", False)) or status == fp.LOST)
     return result, run
 
 

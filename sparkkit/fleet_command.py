@@ -15,7 +15,7 @@ from sparkkit.fleet import HostTarget, run_fleet
 from sparkkit.inventory import all_hosts, group_members
 from sparkkit.placement import placement_groups
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ATTENTION = 0, 1, 2, 3
 
 
 def load_targets(args, load_one: Callable) -> tuple[list[HostTarget], list[tuple[str, ...]]]:
@@ -63,4 +63,7 @@ def run_fleet_command(args, *, load_one: Callable, say: Callable[[str], None]) -
     print(mask(tabulate(rows, ["host", "result", "release", "time", "decision"])))
     print(f"wall time {fleet.seconds:.1f} s; summary: {folder / 'summary.md'}")
     sys.stdout.flush()
-    return EXIT_OK if fleet.verdict.passed else EXIT_FAILED
+    if fleet.verdict.passed:
+        return EXIT_OK
+    # as for one host: 3 when some host needs a person (a failed restore or rollback, or lost mid-run)
+    return EXIT_ATTENTION if any(r.attention for r in fleet.results) else EXIT_FAILED
