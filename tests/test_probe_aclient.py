@@ -149,3 +149,23 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced():
     listener.close()
     assert [r.ok for r in records] == [True] * 5, [r.error for r in records]
     assert opened == 5  # each request on a new connection, none lost to a stale one
+
+
+def test_prewarm_opens_the_connections_before_the_requests(server):  # noqa: F811
+    server.timing = FAST
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def go():
+        client = AsyncClient(base, max_connections=10, connect_at_once=2)
+        failed = await client.prewarm(10)
+        opened_before = client.connections_opened
+        records = await chat_many(client, [payload(3) for _ in range(10)])
+        await client.aclose()
+        return failed, opened_before, client.connections_opened, records
+
+    failed, before, after, records = run(go())
+    assert failed == 0 and before == 10
+    assert after == 10  # the ten requests found their connections open
+    assert all(r.ok for r in records)
+    refused = run(AsyncClient("http://127.0.0.1:9", connect_timeout_s=2).prewarm(3))
+    assert refused == 3

@@ -40,7 +40,7 @@ class AsyncClient:
     """Keep-alive connections to one ``http://host:port`` base, at most ``max_connections`` open."""
 
     def __init__(self, base_url: str, *, max_connections: int = 256, timeout_s: float = 120.0,
-                 connect_timeout_s: float = 10.0):
+                 connect_timeout_s: float = 10.0, connect_at_once: int = 8):
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the async probe client speaks plain http:// only, not {base_url!r}")
@@ -51,6 +51,9 @@ class AsyncClient:
         self.connect_timeout_s = connect_timeout_s
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(max_connections)
+        # new connections a few at a time: a burst of connects overflows a small listen backlog
+        # (the simulators listen with 5) and comes back as resets after seconds of SYN retries
+        self._connecting = asyncio.Semaphore(connect_at_once)
         self.connections_opened = 0
 
     async def _checkout(self, *, fresh: bool = False) -> tuple[_Conn, bool]:
@@ -60,8 +63,9 @@ class AsyncClient:
             if not conn.reader.at_eof() and not conn.writer.is_closing():
                 return conn, True
             conn.close()
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                self.connect_timeout_s)
+        async with self._connecting:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                    self.connect_timeout_s)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             import socket
@@ -73,6 +77,20 @@ class AsyncClient:
         head = (f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
                 f"Accept: */*\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         return head.encode("latin-1") + body
+
+    async def prewarm(self, n: int) -> int:
+        """Open connections until ``n`` are idle in the pool (before a measured window, so no
+        connect lands inside it); returns how many could not be opened."""
+        async def one():
+            try:
+                conn, _ = await self._checkout(fresh=True)
+            except (OSError, asyncio.TimeoutError):
+                return None
+            return conn
+
+        conns = await asyncio.gather(*(one() for _ in range(max(0, n - len(self._idle)))))
+        self._idle.extend(c for c in conns if c is not None)
+        return sum(c is None for c in conns)
 
     async def aclose(self) -> None:
         while self._idle:
