@@ -327,11 +327,18 @@ def _host_gates(reader: _Reader, headroom: float) -> HostGates:
 _IP_RE = re.compile(r"^[0-9a-fA-F.:]+$")
 
 
-def _placement(reader: _Reader) -> Placement | None:
-    if reader.data.get("placement") is None:
-        reader.used.add("placement")
+def _optional_sub(reader: _Reader, key: str) -> _Reader | None:
+    """The mapping under ``key``, or None where it is missing or null."""
+    if reader.data.get(key) is None:
+        reader.used.add(key)
         return None
-    p = reader.sub("placement")
+    return reader.sub(key)
+
+
+def _placement(reader: _Reader) -> Placement | None:
+    p = _optional_sub(reader, "placement")
+    if p is None:
+        return None
     hosts = _str_list(p, "hosts")
     if len(hosts) < 2:
         raise p.fail("hosts", f"a placement needs at least 2 hosts, got {len(hosts)}")
@@ -358,10 +365,9 @@ def _placement(reader: _Reader) -> Placement | None:
 
 
 def _healthcheck(reader: _Reader) -> Healthcheck | None:
-    if reader.data.get("healthcheck") is None:
-        reader.used.add("healthcheck")
+    hc = _optional_sub(reader, "healthcheck")
+    if hc is None:
         return None
-    hc = reader.sub("healthcheck")
     test = _str_list(hc, "test")
     if not test:
         raise hc.fail("test", "must not be empty")

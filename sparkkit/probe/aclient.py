@@ -18,7 +18,7 @@ import time
 from urllib.parse import urlsplit
 
 from sparkkit.probe.sse import SSEDecoder
-from sparkkit.probe.stream import ChatRecord, StreamAccumulator, failed, parse_event
+from sparkkit.probe.stream import ChatRecord, StreamAccumulator, consume, failed
 
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -130,17 +130,8 @@ class AsyncClient:
                     decoder = SSEDecoder()
                     done = False
                     async for piece in _body_pieces(conn.reader, headers):
-                        at = time.perf_counter() - start
-                        for data in decoder.feed(piece):
-                            chunk, is_done = parse_event(data)
-                            done = done or is_done
-                            if chunk is not None:
-                                acc.add(chunk, at)
-                    for data in decoder.close():
-                        chunk, is_done = parse_event(data)
-                        done = done or is_done
-                        if chunk is not None:
-                            acc.add(chunk, time.perf_counter() - start)
+                        done = consume(acc, decoder.feed(piece), time.perf_counter() - start) or done
+                    done = consume(acc, decoder.close(), time.perf_counter() - start) or done
                     end = time.perf_counter() - start
                     if _keep_alive(headers):
                         self._idle.append(conn)

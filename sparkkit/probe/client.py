@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from sparkkit.probe.sse import SSEDecoder
-from sparkkit.probe.stream import ChatRecord, StreamAccumulator, failed, parse_event, record_from_message
+from sparkkit.probe.stream import ChatRecord, StreamAccumulator, consume, failed, record_from_message
 
 
 def make_client(base_url: str, *, timeout_s: float = 120.0, connect_timeout_s: float = 10.0,
@@ -52,17 +52,8 @@ def chat(client: httpx.Client, payload: dict, *, path: str = "/v1/chat/completio
                 return failed(f"HTTP {resp.status_code}: {body[:200]}", http_status=resp.status_code,
                               latency_ms=(time.perf_counter() - start) * 1000)
             for raw in resp.iter_raw():
-                at = time.perf_counter() - start
-                for data in decoder.feed(raw):
-                    chunk, is_done = parse_event(data)
-                    done = done or is_done
-                    if chunk is not None:
-                        acc.add(chunk, at)
-            for data in decoder.close():
-                chunk, is_done = parse_event(data)
-                done = done or is_done
-                if chunk is not None:
-                    acc.add(chunk, time.perf_counter() - start)
+                done = consume(acc, decoder.feed(raw), time.perf_counter() - start) or done
+            done = consume(acc, decoder.close(), time.perf_counter() - start) or done
         return acc.record(end_s=time.perf_counter() - start, done=done)
     except (httpx.HTTPError, OSError, ValueError) as exc:
         elapsed = (time.perf_counter() - start) * 1000

@@ -162,6 +162,17 @@ class StreamAccumulator:
             chunks=self.chunks, http_status=http_status)
 
 
+def consume(acc: StreamAccumulator, events: list[str], at_s: float) -> bool:
+    """Add each SSE data payload's chunk to ``acc`` (arrived at ``at_s``); True when one was [DONE]."""
+    done = False
+    for data in events:
+        chunk, is_done = parse_event(data)
+        done = done or is_done
+        if chunk is not None:
+            acc.add(chunk, at_s)
+    return done
+
+
 def parse_event(data: str) -> tuple[dict | None, bool]:
     """One SSE data payload -> (chunk or None, is [DONE])."""
     if data.strip() == "[DONE]":
