@@ -2,6 +2,7 @@
 style of llama.cpp's server (usage inside the last choice chunk, no reasoning fields, CRLF)."""
 
 import json
+import statistics
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,9 +84,11 @@ def test_measures_ttft_and_decode_against_known_truth(server):
     for rec in records:
         assert rec.ok, rec.error
         assert rec.completion_tokens == 40 and rec.text.startswith("Paris is")
-        assert rec.ttft_ms == pytest.approx(TTFT_S * 1000, abs=30)  # a noisy 2-core machine
         assert rec.ttfo_ms == rec.ttft_ms
-        assert rec.decode_tok_s == pytest.approx(1 / TOKEN_S, rel=0.25)
+    # medians, in a band that a busy 2-core machine stays inside but a clock started or stopped at the
+    # wrong event does not (the millisecond-level fidelity is measured by `make bench`)
+    assert TTFT_S * 1000 - 5 <= statistics.median(r.ttft_ms for r in records) <= TTFT_S * 1000 + 60
+    assert statistics.median(r.decode_tok_s for r in records) == pytest.approx(1 / TOKEN_S, rel=0.3)
     sent = server.requests[0]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     assert sent["chat_template_kwargs"] == {"enable_thinking": False}
