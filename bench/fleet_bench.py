@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from sparkkit.cli import main  # noqa: E402
+from sparkkit.cli.main import main  # noqa: E402
 from tests.integration.fleet_hosts import Fleet, host_name, netns  # noqa: E402
 
 HOSTS = int(os.environ.get("FLEET_BENCH_HOSTS", "8"))

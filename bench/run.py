@@ -20,12 +20,12 @@ sys.path.insert(0, str(REPO))
 
 from tabulate import tabulate  # noqa: E402
 
-from sparkkit.cli import build_parser, load  # noqa: E402
-from sparkkit.deploy import HostOps  # noqa: E402
-from sparkkit.executor import SshExecutor  # noqa: E402
+from sparkkit.cli.main import build_parser, load  # noqa: E402
+from sparkkit.deploy.apply import HostOps  # noqa: E402
+from sparkkit.host.ssh import SshExecutor  # noqa: E402
 from sparkkit.probe.suites import load_suites  # noqa: E402
-from sparkkit.report_md import write_report  # noqa: E402
-from sparkkit.verify import deploy_and_verify  # noqa: E402
+from sparkkit.verify.report import write_report  # noqa: E402
+from sparkkit.verify.run import deploy_and_verify  # noqa: E402
 from tests.integration.conftest import TESTBED, Stack  # noqa: E402
 
 FAST = {"SIM_TTFT_MS": "50", "SIM_DECODE_TOK_S": "1000"}

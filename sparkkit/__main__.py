@@ -1,5 +1,5 @@
 import sys
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 
 sys.exit(main())

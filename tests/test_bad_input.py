@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import sparkkit.executor
-from sparkkit.cli import main
+import sparkkit.host.ssh
+from sparkkit.cli.main import main
 
 from tests.test_config_errors import ALL, CASES as INVENTORY_CASES, HOST, make_project
 
@@ -176,7 +176,7 @@ def no_ssh(monkeypatch):
         attempts.append(self.host_name)
         raise AssertionError("an SSH connection was attempted")
 
-    monkeypatch.setattr(sparkkit.executor.SshExecutor, "_connect", refuse)
+    monkeypatch.setattr(sparkkit.host.ssh.SshExecutor, "_connect", refuse)
     return attempts
 
 

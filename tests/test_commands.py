@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit import commands as cmd
-from sparkkit.deploy import chain
+from sparkkit.host import commands as cmd
+from sparkkit.deploy.apply import chain
 
 HOSTILE = [
     "; rm -rf /",
@@ -134,7 +134,7 @@ def fake_docker(tmp_path, monkeypatch):
 
 
 def test_preflight_script_prints_each_section_in_order_whatever_finishes_first(tmp_path, fake_docker):
-    from sparkkit.facts import parse_preflight
+    from sparkkit.host.facts import parse_preflight
 
     root = tmp_path / "root $(touch PWNED)"
     (root / "releases" / "r1").mkdir(parents=True)
@@ -156,7 +156,7 @@ def test_preflight_script_prints_each_section_in_order_whatever_finishes_first(t
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hashed_up_passes_values_through_as_data(tmp_path, fake_docker, value):
-    from sparkkit.facts import parse_hashed_up
+    from sparkkit.host.facts import parse_hashed_up
 
     argv = cmd.compose_up_hashed(f"proj{value}", f"/r/{value}.yml", ["svc-a", f"svc{value}"], remove_orphans=True,
                                  images=[f"img{value}", "img-missing"])

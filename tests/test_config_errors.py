@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit.cli import main
-from sparkkit.config import build_config
+from sparkkit.cli.main import main
+from sparkkit.inventory.build import build_config
 from sparkkit.errors import InputError
-from sparkkit.inventory import load_host_layers
+from sparkkit.inventory.layers import load_host_layers
 
 from tests import projects
 
@@ -303,7 +303,7 @@ def test_render_of_valid_inventory_writes_files(tmp_path, capsys):
 
 
 def test_deploy_with_bad_input_opens_no_ssh_connection(tmp_path, monkeypatch, capsys):
-    import sparkkit.executor
+    import sparkkit.host.ssh
 
     calls = []
 
@@ -311,7 +311,7 @@ def test_deploy_with_bad_input_opens_no_ssh_connection(tmp_path, monkeypatch, ca
         calls.append(self)
         raise AssertionError("SSH connection attempted")
 
-    monkeypatch.setattr(sparkkit.executor.SshExecutor, "_connect", fake_connect)
+    monkeypatch.setattr(sparkkit.host.ssh.SshExecutor, "_connect", fake_connect)
     proj = make_project(tmp_path, overlay={HOST: "ansible_host: '; rm -rf /'"})
     rc = main(["deploy", "box", "--project-dir", str(proj)])
     err = capsys.readouterr().err

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit.commands import SECTION
-from sparkkit.config import build_config
-from sparkkit.deploy import HostOps, specs_of
+from sparkkit.host.commands import SECTION
+from sparkkit.inventory.build import build_config
+from sparkkit.deploy.apply import HostOps, specs_of
 from sparkkit.errors import OperationError
-from sparkkit.executor import Result
-from sparkkit.inventory import load_host_layers
-from sparkkit.render import render_release
-from sparkkit.secrets import Secrets
+from sparkkit.host.ssh import Result
+from sparkkit.inventory.layers import load_host_layers
+from sparkkit.release.render import render_release
+from sparkkit.inventory.secrets import Secrets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = Secrets({"searxng_secret": "flow-secret"})
@@ -176,7 +176,7 @@ def test_preflight_problem_touches_nothing(setup):
 
 
 def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
-    from sparkkit.verify import deploy_and_verify
+    from sparkkit.verify.run import deploy_and_verify
 
     cfg, release, _ = setup
     ex = RecordingExecutor([("ACQUIRED", Result(rc=0, stdout='HELD\n{"who": "bob@ci", "since": "t"}\n', stderr=""))])

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sparkkit.commands import SECTION
-from sparkkit.facts import (parse_cat_files, parse_containers, parse_df_free_bytes, parse_listening_ports,
+from sparkkit.host.commands import SECTION
+from sparkkit.host.facts import (parse_cat_files, parse_containers, parse_df_free_bytes, parse_listening_ports,
                             parse_lock, parse_preflight)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -80,7 +80,7 @@ def test_parse_cat_files():
 
 
 def test_parse_hashed_up():
-    from sparkkit.facts import parse_hashed_up
+    from sparkkit.host.facts import parse_hashed_up
 
     text = _sections(hashes="svc-a 63948bf5\nsvc-b c50cd225\n", images="app:1 sha256:657be038\n")
     assert parse_hashed_up(text) == ({"svc-a": "63948bf5", "svc-b": "c50cd225"}, {"app:1": "sha256:657be038"})

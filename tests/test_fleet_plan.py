@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sparkkit.errors import InputError
-from sparkkit.fleet_plan import (DEPLOY_FAILED, FAILED, LOST, PARTNER_FAILED, PASSED, SKIPPED, UNREACHABLE,
+from sparkkit.fleet.plan import (DEPLOY_FAILED, FAILED, LOST, PARTNER_FAILED, PASSED, SKIPPED, UNREACHABLE,
                                  batches, fleet_verdict, names_a_fleet, partners_to_roll_back, resolve_hosts,
                                  stop_reason)
-from sparkkit.inventory import group_members
+from sparkkit.inventory.layers import group_members
 
 from .projects import make_project
 
@@ -123,8 +123,8 @@ def test_group_members_reads_nested_groups_in_file_order(tmp_path):
 def test_ports_on_an_address_other_than_the_ssh_one_are_reached_through_the_tunnel():
     from dataclasses import replace
 
-    from sparkkit.config import build_config
-    from sparkkit.inventory import load_host_layers
+    from sparkkit.inventory.build import build_config
+    from sparkkit.inventory.layers import load_host_layers
     from sparkkit.probe.targets import needs_tunnel
 
     from .projects import REPO

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from sparkkit.fleet import FleetRun, HostResult
-from sparkkit.fleet_report import write_summary
-from sparkkit.secrets import Secrets
+from sparkkit.fleet.run import FleetRun, HostResult
+from sparkkit.fleet.report import write_summary
+from sparkkit.inventory.secrets import Secrets
 
 
 def test_summary_of_a_stopped_rolling_run(tmp_path):

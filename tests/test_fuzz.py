@@ -10,9 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparkkit.config import build_config
+from sparkkit.inventory.build import build_config
 from sparkkit.errors import InputError
-from sparkkit.inventory import HostLayers, Layer, parse_override, parse_yaml_mapping
+from sparkkit.inventory.layers import HostLayers, Layer, parse_override, parse_yaml_mapping
 from sparkkit.probe.sse import SSEDecoder
 from sparkkit.probe.stream import StreamAccumulator, parse_event
 from sparkkit.probe.suites import _check

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit.config import build_config
-from sparkkit.facts import Container
-from sparkkit.gates import crash_facts, evaluate, parse_logs, service_metrics
-from sparkkit.inventory import load_host_layers
+from sparkkit.inventory.build import build_config
+from sparkkit.host.facts import Container
+from sparkkit.verify.gates import crash_facts, evaluate, parse_logs, service_metrics
+from sparkkit.inventory.layers import load_host_layers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ def test_service_metrics_pool_measured_chat_records():
 def test_charts_are_svg_with_every_series():
     from xml.etree import ElementTree
 
-    from sparkkit.charts import bar_chart, line_chart
+    from sparkkit.verify.charts import bar_chart, line_chart
 
     svg = line_chart({"a (ten_turns)": [(1, 100.0), (2, 150.0), (3, None)], "b": [(1, 90.0)]},
                      title="TTFT", x_label="turn", y_label="ms")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit.config import build_config
+from sparkkit.inventory.build import build_config
 from sparkkit.errors import InputError
-from sparkkit.inventory import CLI_SOURCE, load_host_layers
+from sparkkit.inventory.layers import CLI_SOURCE, load_host_layers
 
 from tests import projects
 
@@ -426,7 +426,7 @@ def test_real_inventory_spark_nemotron():
 
 
 def test_command_line_keeps_yaml_1_1_words_as_text():
-    from sparkkit.inventory import parse_override
+    from sparkkit.inventory.layers import parse_override
 
     assert parse_override("a.b=on") == {"a": {"b": "on"}}
     assert parse_override("a.b=no") == {"a": {"b": "no"}}

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from sparkkit.commands import SECTION
+from sparkkit.host.commands import SECTION
 from sparkkit.errors import OperationError
-from sparkkit.memory import (MEMORY_FACTS_SCRIPT, CgroupMemory, ContainerMemory, GpuMemory, GpuProcess,
+from sparkkit.verify.memory import (MEMORY_FACTS_SCRIPT, CgroupMemory, ContainerMemory, GpuMemory, GpuProcess,
                              MemoryFacts, account, container_id_from_cgroup, format_profile, local_pid_containers,
                              memory_facts_command, memory_mode, nvml_facts, parse_cgroup_mem, parse_compute_apps,
                              parse_container_lines, parse_gpu_query, parse_meminfo, parse_memory_facts,

@@ -8,16 +8,16 @@ import subprocess
 import pytest
 import yaml
 
-from sparkkit.cli import main
-from sparkkit.config import build_config
+from sparkkit.cli.main import main
+from sparkkit.inventory.build import build_config
 from sparkkit.errors import InputError
-from sparkkit.fleet_plan import batches
-from sparkkit.inventory import load_host_layers
-from sparkkit.placement import HEAD_SCRIPT, placement_groups
+from sparkkit.fleet.plan import batches
+from sparkkit.inventory.layers import load_host_layers
+from sparkkit.inventory.placement import HEAD_SCRIPT, placement_groups
 from sparkkit.probe.suites import load_suites
 from sparkkit.probe.targets import targets_for
-from sparkkit.render import COMPOSE_FILE, render_release
-from sparkkit.secrets import Secrets
+from sparkkit.release.render import COMPOSE_FILE, render_release
+from sparkkit.inventory.secrets import Secrets
 
 from .projects import make_project
 

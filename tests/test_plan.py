@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sparkkit.facts import Container, HostFacts
-from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
+from sparkkit.host.facts import Container, HostFacts
+from sparkkit.deploy.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
                            rollback_target, services_to_start, start_waves)
 
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 from sparkkit.probe import client as http
 from sparkkit.probe.runner import chat_payload
 

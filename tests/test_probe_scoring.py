@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit.config import build_config
+from sparkkit.inventory.build import build_config
 from sparkkit.errors import InputError
-from sparkkit.inventory import load_host_layers
+from sparkkit.inventory.layers import load_host_layers
 from sparkkit.probe.metrics import percentile, summary
 from sparkkit.probe.scoring import (factually_correct, markdown_found, score_extraction, score_tool_call,
                                     thinking_leak)

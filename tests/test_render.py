@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sparkkit.cli import main
-from sparkkit.config import build_config
+from sparkkit.cli.main import main
+from sparkkit.inventory.build import build_config
 from sparkkit.errors import InputError
-from sparkkit.inventory import load_host_layers
-from sparkkit.render import render_release
-from sparkkit.secrets import Secrets
+from sparkkit.inventory.layers import load_host_layers
+from sparkkit.release.render import render_release
+from sparkkit.inventory.secrets import Secrets
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

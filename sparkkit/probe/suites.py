@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparkkit.errors import InputError
-from sparkkit.inventory import load_yaml_file
+from sparkkit.inventory.layers import load_yaml_file
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "suites"
 KINDS = {"chat", "conversation", "tools", "extraction", "embeddings", "websearch", "health"}

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 
 from .conftest import PORTS, SECRET
 

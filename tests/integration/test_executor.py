@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sparkkit.config import SshSettings
+from sparkkit.inventory.build import SshSettings
 from sparkkit.errors import OperationError, RemoteCommandError
-from sparkkit.executor import SshExecutor
+from sparkkit.host.ssh import SshExecutor
 from tests.integration.conftest import TESTBED
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from sparkkit.cli import main
-from sparkkit.executor import SshExecutor
+from sparkkit.cli.main import main
+from sparkkit.host.ssh import SshExecutor
 
 from .conftest import SECRET, Stack, docker
 

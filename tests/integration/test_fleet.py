@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 
 from .conftest import require
 from .fleet_hosts import Fleet, host_name, netns, netns_problem, pub_addr

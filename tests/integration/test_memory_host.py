@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from sparkkit.memory import account, memory_facts_command, parse_meminfo, parse_memory_facts
+from sparkkit.verify.memory import account, memory_facts_command, parse_meminfo, parse_memory_facts
 
 from .conftest import require
 

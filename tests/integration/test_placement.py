@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import yaml
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 
 from .conftest import PORT_BASE, require
 from .fleet_hosts import FAST, Fleet, host_name, netns, netns_problem, pub_addr

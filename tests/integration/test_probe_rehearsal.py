@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from sparkkit.cli import main
+from sparkkit.cli.main import main
 
 from .conftest import Stack
 

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from sparkkit import commands as cmd
-from sparkkit.config import HostConfig
+from sparkkit.host import commands as cmd
+from sparkkit.inventory.build import HostConfig
 from sparkkit.errors import ConnectionLost, Interrupted, NeedsAttention, OperationError
-from sparkkit.executor import Executor
-from sparkkit.facts import HostFacts, parse_containers, parse_hashed_up, parse_lock, parse_preflight
-from sparkkit.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
+from sparkkit.host.ssh import Executor
+from sparkkit.host.facts import HostFacts, parse_containers, parse_hashed_up, parse_lock, parse_preflight
+from sparkkit.deploy.plan import (ServiceSpec, is_noop, judge_start, preflight_problems, prune_candidates,
                            rollback_target, services_to_start, start_waves)
-from sparkkit.render import COMPOSE_FILE, Release
-from sparkkit.secrets import Secrets
+from sparkkit.release.render import COMPOSE_FILE, Release
+from sparkkit.inventory.secrets import Secrets
 
 Printer = Callable[[str], None]
 POLL_S = 0.5  # the longest pause between two looks at a starting wave

@@ -8,16 +8,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from sparkkit import commands as cmd
-from sparkkit.config import HostConfig
-from sparkkit.deploy import DeployFailed, HostOps, LockHeld, now_iso
+from sparkkit.host import commands as cmd
+from sparkkit.inventory.build import HostConfig
+from sparkkit.deploy.apply import DeployFailed, HostOps, LockHeld, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, Interrupted, NeedsAttention, OperationError
-from sparkkit.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
-from sparkkit.memory import account, memory_facts_command, parse_memory_facts
+from sparkkit.verify.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
+from sparkkit.verify.memory import account, memory_facts_command, parse_memory_facts
 from sparkkit.probe.runner import probe_service
 from sparkkit.probe.suites import Suite
 from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
-from sparkkit.render import Release
+from sparkkit.release.render import Release
 
 Printer = Callable[[str], None]
 

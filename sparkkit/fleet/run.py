@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from sparkkit import commands as cmd
-from sparkkit import fleet_plan as fp
-from sparkkit.config import HostConfig
-from sparkkit.deploy import HostOps, now_iso
+from sparkkit.host import commands as cmd
+from sparkkit.fleet import plan as fp
+from sparkkit.inventory.build import HostConfig
+from sparkkit.deploy.apply import HostOps, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
-from sparkkit.render import Release
-from sparkkit.secrets import Secrets
+from sparkkit.release.render import Release
+from sparkkit.inventory.secrets import Secrets
 
 Printer = Callable[[str], None]
 
@@ -104,8 +104,8 @@ class _Out:
 def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bool, out: Printer,
                 executor_factory) -> tuple[HostResult, object]:
     """deploy-and-verify one host on its own connection; never raises for a host's failure."""
-    from sparkkit.report_md import write_report
-    from sparkkit.verify import Verification, deploy_and_verify
+    from sparkkit.verify.report import write_report
+    from sparkkit.verify.run import Verification, deploy_and_verify
 
     cfg, release = target.cfg, target.release
     start = time.perf_counter()
@@ -156,7 +156,7 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
 def roll_back_partner(target: HostTarget, result: HostResult, run, partner: str, *, reports_dir: Path,
                       out: Printer, executor_factory) -> None:
     """A host that passed but shares a placement with a failed host goes back as well."""
-    from sparkkit.report_md import write_report
+    from sparkkit.verify.report import write_report
 
     cfg = target.cfg
     ex = executor_factory(cfg)
@@ -188,7 +188,7 @@ def run_fleet(targets: list[HostTarget], *, spec: str, serial: int | None, max_f
               suites, reports_dir: Path, break_lock: bool, out: Printer,
               together: list[tuple[str, ...]] = (), executor_factory=None) -> FleetRun:
     if executor_factory is None:
-        from sparkkit.executor import SshExecutor
+        from sparkkit.host.ssh import SshExecutor
 
         def executor_factory(cfg: HostConfig):
             return SshExecutor(cfg.ssh, cfg.name)

@@ -6,8 +6,8 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from sparkkit.config import HostConfig
-from sparkkit.facts import Container, split_sections
+from sparkkit.inventory.build import HostConfig
+from sparkkit.host.facts import Container, split_sections
 
 CHAT_KINDS = ("chat",)  # the suites whose requests the TTFT and decode gates and the regression read
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparkkit.facts import Container, HostFacts
+from sparkkit.host.facts import Container, HostFacts
 
 MIN_COMPOSE = (2, 20)
 

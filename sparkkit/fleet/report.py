@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from sparkkit import fleet_plan as fp
-from sparkkit.fleet import FleetRun
+from sparkkit.fleet import plan as fp
+from sparkkit.fleet.run import FleetRun
 
 
 def render_summary(fleet: FleetRun, folder: Path | None = None) -> str:

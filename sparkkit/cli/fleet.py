@@ -9,11 +9,11 @@ from typing import Callable
 
 from tabulate import tabulate
 
-from sparkkit import fleet_plan as fp
+from sparkkit.fleet import plan as fp
 from sparkkit.errors import InputError
-from sparkkit.fleet import HostTarget, run_fleet
-from sparkkit.inventory import all_hosts, group_members
-from sparkkit.placement import placement_groups
+from sparkkit.fleet.run import HostTarget, run_fleet
+from sparkkit.inventory.layers import all_hosts, group_members
+from sparkkit.inventory.placement import placement_groups
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ATTENTION = 0, 1, 2, 3
 
@@ -41,7 +41,7 @@ def load_targets(args, load_one: Callable) -> tuple[list[HostTarget], list[tuple
 
 
 def run_fleet_command(args, *, load_one: Callable, say: Callable[[str], None]) -> int:
-    from sparkkit.fleet_report import write_summary
+    from sparkkit.fleet.report import write_summary
     from sparkkit.probe.suites import load_suites
 
     targets, together = load_targets(args, load_one)

@@ -6,12 +6,12 @@ import difflib
 import json
 import re
 
-from sparkkit import commands as cmd
-from sparkkit.config import HostConfig
-from sparkkit.executor import Executor
-from sparkkit.facts import parse_cat_files
-from sparkkit.render import Release, RenderedFile
-from sparkkit.secrets import MASK, Secrets
+from sparkkit.host import commands as cmd
+from sparkkit.inventory.build import HostConfig
+from sparkkit.host.ssh import Executor
+from sparkkit.host.facts import parse_cat_files
+from sparkkit.release.render import Release, RenderedFile
+from sparkkit.inventory.secrets import MASK, Secrets
 
 _CONTENT_PATH = re.compile(r"^files/([^/]+)/[0-9a-f]{12}/(.+)$")
 _RELEASE_PATH = re.compile(r"^releases/[^/]+/(.+)$")

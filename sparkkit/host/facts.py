@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sparkkit.commands import SECTION
+from sparkkit.host.commands import SECTION
 
 _SECTION_RE = re.compile("^" + re.escape(SECTION).replace(r"\{\}", "(.+)") + "$")
 

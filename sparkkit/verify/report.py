@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from sparkkit.charts import bar_chart, line_chart
+from sparkkit.verify.charts import bar_chart, line_chart
 from sparkkit.probe.report import service_tables
-from sparkkit.verify import Verification
+from sparkkit.verify.run import Verification
 
 FMT = "github"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from tabulate import tabulate
 
 from sparkkit import __version__
-from sparkkit.config import HostConfig, accepting_new_host_key, build_config
+from sparkkit.inventory.build import HostConfig, accepting_new_host_key, build_config
 from sparkkit.errors import InputError, Interrupted, NeedsAttention, OperationError
-from sparkkit.inventory import load_host_layers
-from sparkkit.render import Release, render_release
-from sparkkit.secrets import Secrets, load_secrets
+from sparkkit.inventory.layers import load_host_layers
+from sparkkit.release.render import Release, render_release
+from sparkkit.inventory.secrets import Secrets, load_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ATTENTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -136,8 +136,8 @@ def load(args) -> tuple[HostConfig, Secrets, Release]:
 
 def is_fleet(args) -> bool:
     """A group, a list, or --serial: the fleet path; one plain host name: the single-host path."""
-    from sparkkit.fleet_plan import names_a_fleet
-    from sparkkit.inventory import all_hosts
+    from sparkkit.fleet.plan import names_a_fleet
+    from sparkkit.inventory.layers import all_hosts
 
     if args.serial is not None or args.max_fail_percent is not None:
         return True
@@ -185,9 +185,9 @@ def _uptime(seconds: int | None) -> str:
 
 
 def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
-    from sparkkit.deploy import HostOps
-    from sparkkit.diff import diff_against_host
-    from sparkkit.executor import SshExecutor
+    from sparkkit.deploy.apply import HostOps
+    from sparkkit.deploy.diff import diff_against_host
+    from sparkkit.host.ssh import SshExecutor
 
     ex = SshExecutor(cfg.ssh, cfg.name)
     try:
@@ -219,8 +219,8 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
 
 def run_verification(args, ops, release: Release) -> int:
     from sparkkit.probe.suites import load_suites
-    from sparkkit.report_md import console_summary, write_report
-    from sparkkit.verify import deploy_and_verify, verify_only
+    from sparkkit.verify.report import console_summary, write_report
+    from sparkkit.verify.run import deploy_and_verify, verify_only
 
     suites = load_suites(args.project_dir)
     if args.command == "verify":
@@ -241,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     secrets = Secrets({})
     try:
         if args.command == "probe":
-            from sparkkit.probe.command import run_probe
+            from sparkkit.cli.probe import run_probe
 
             return run_probe(args, say=_say)
         if args.command == "deploy-and-verify" and is_fleet(args):
-            from sparkkit.fleet_command import run_fleet_command
+            from sparkkit.cli.fleet import run_fleet_command
 
             return run_fleet_command(args, load_one=load, say=_say)
         cfg, secrets, release = load(args)

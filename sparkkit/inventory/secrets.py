@@ -10,9 +10,9 @@ import os
 import stat
 from dataclasses import dataclass
 
-from sparkkit.config import HostConfig
+from sparkkit.inventory.build import HostConfig
 from sparkkit.errors import InputError
-from sparkkit.inventory import parse_yaml_mapping
+from sparkkit.inventory.layers import parse_yaml_mapping
 
 MASK = "********"
 

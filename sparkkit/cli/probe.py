@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from sparkkit.config import accepting_new_host_key, build_config
+from sparkkit.inventory.build import accepting_new_host_key, build_config
 from sparkkit.errors import InputError
-from sparkkit.inventory import load_host_layers
+from sparkkit.inventory.layers import load_host_layers
 from sparkkit.probe import client as http
 from sparkkit.probe.report import render_probe
 from sparkkit.probe.runner import Target, probe_service
@@ -42,7 +42,7 @@ def run_url(args, suites, say) -> tuple[str, list[dict]]:
 
 
 def run_host(args, suites, say) -> tuple[str, list[dict]]:
-    from sparkkit.executor import SshExecutor
+    from sparkkit.host.ssh import SshExecutor
 
     cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars))
     chosen = targets_for(cfg, suites, service=args.service, suite=args.suite)

@@ -18,9 +18,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from sparkkit.config import HostConfig, Service
+from sparkkit.inventory.build import HostConfig, Service
 from sparkkit.errors import InputError
-from sparkkit.secrets import MASK, Secrets
+from sparkkit.inventory.secrets import MASK, Secrets
 
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
 COMPOSE_FILE = "docker-compose.yml"

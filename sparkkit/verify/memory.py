@@ -31,9 +31,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparkkit.commands import SECTION
+from sparkkit.host.commands import SECTION
 from sparkkit.errors import OperationError
-from sparkkit.facts import split_sections
+from sparkkit.host.facts import split_sections
 
 MIB = 1024 * 1024
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from sparkkit.errors import InputError
 
 if TYPE_CHECKING:
-    from sparkkit.config import HostConfig, Service
+    from sparkkit.inventory.build import HostConfig, Service
 
 # The values travel as arguments ($0 = the Ray port, "$@" = vllm serve ...), never inside the script.
 HEAD_SCRIPT = ('ray start --head --port="$0" --node-ip-address="$VLLM_HOST_IP" --disable-usage-stats '
@@ -38,7 +38,7 @@ SIZE_FLAGS = {"tensor": "tensor-parallel-size", "pipeline": "pipeline-parallel-s
 
 def place(svc: "Service", host: str, source: str) -> "Service":
     """The service as it runs on ``host``: the Ray head with vLLM, or a Ray worker."""
-    from sparkkit.config import ServiceGates
+    from sparkkit.inventory.build import ServiceGates
 
     p = svc.placement
     key = f"services.{svc.name}.placement"

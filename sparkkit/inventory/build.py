@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sparkkit.errors import InputError
-from sparkkit.inventory import HostLayers, Layer, deep_merge, load_role_defaults
-from sparkkit.inventory import _has_path as _has
+from sparkkit.inventory.layers import HostLayers, Layer, deep_merge, load_role_defaults
+from sparkkit.inventory.layers import _has_path as _has
 
 Scalar = str | int | float | bool
 
@@ -577,7 +577,7 @@ def build_config(layers: HostLayers) -> HostConfig:
             disabled.add(off)
     if not services:
         raise InputError("no enabled services", source=origin(("services",)), key="services")
-    from sparkkit.placement import place
+    from sparkkit.inventory.placement import place
 
     for name, svc in list(services.items()):
         if svc.placement is not None:
