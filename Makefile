@@ -82,6 +82,7 @@ probe: venv
 bench: testbed
 	$(PY) bench/run.py
 	$(PY) bench/fleet_bench.py
+	$(PY) bench/results.py
 
 # fleet rehearsal hosts (network namespaces with their own sshd): make fleet-testbed [FLEET_HOSTS=3]
 FLEET_HOSTS ?= 3
