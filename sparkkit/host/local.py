@@ -23,7 +23,7 @@ from sparkkit.host.relay import relay
 
 @dataclass
 class LocalExecutor:
-    """No connection to open or lose: ``connects`` counts ``open`` calls, ``dropped`` stays 0."""
+    """No connection to open or lose: ``connects`` is 1 once used, ``dropped`` stays 0."""
 
     is_local = True  # a class attribute, not a field
 
@@ -39,8 +39,9 @@ class LocalExecutor:
 
     def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
             timeout_s: float = 120.0, pty: bool = False) -> Result:
-        """``pty`` needs nothing here: the command, in a process group of its own, is killed with
-        the whole group on a timeout or when the kit is interrupted, so it never runs on unseen."""
+        """``pty`` needs nothing here: the command runs in a process group of its own, killed as a
+        whole on a timeout or Ctrl-C, so it does not run on unseen (a kit killed with SIGKILL, which
+        runs no code, is the exception: what it started keeps running, as without a pty over SSH)."""
         self.open()
         self.round_trips += 1
         command = shlex.join(argv)

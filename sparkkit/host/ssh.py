@@ -26,6 +26,7 @@ from sparkkit.host.relay import relay
 from sparkkit.host.worker import WORKER_BANNER, WORKER_SCRIPT, Worker
 from sparkkit.inventory.build import SshSettings
 
+# Executor and Result live in host/executor.py; still importable from here (deploy/ imports Executor so)
 __all__ = ["Executor", "HostKeyError", "Result", "SshExecutor", "fingerprint"]
 
 # a connection that stops answering (a cut link) is dropped after about this long, not after the
