@@ -145,6 +145,12 @@ CASES = [
          f"{HOSTS} (host box): ansible_port: expected an integer, got 'ssh'",
          replace={HOSTS: "all:\n  children:\n    gpus:\n      hosts:\n"
                          "        box: {ansible_host: box.example, ansible_port: ssh}\n"}),
+    case("ansible-connection-unknown",
+         f"{HOST}: ansible_connection: expected ssh or local, got 'paramiko'",
+         overlay={HOST: "ansible_connection: paramiko"}),
+    case("ansible-connection-not-a-string-from-cli",
+         "command line -e: ansible_connection: expected a string, got True",
+         extra=["ansible_connection=true"]),
     case("negative-start-timeout-from-cli",
          "command line -e: services.llm.start_timeout_s: must be greater than 0, got -5",
          extra=["services.llm.start_timeout_s=-5"]),

@@ -1,7 +1,6 @@
-"""Deploy sequencing with a recording executor: which commands run, in which order, how many."""
+"""Deploy sequencing on the fake host: which commands run, in which order, how many."""
 
 import json
-import shlex
 from pathlib import Path
 
 import pytest
@@ -10,34 +9,14 @@ from sparkkit.host.commands import SECTION
 from sparkkit.inventory.build import build_config
 from sparkkit.deploy.apply import HostOps, specs_of
 from sparkkit.errors import OperationError
-from sparkkit.host.ssh import Result
+from sparkkit.host.executor import Result
+from sparkkit.host.fake import FakeHost
 from sparkkit.inventory.layers import load_host_layers
 from sparkkit.release.render import render_release
 from sparkkit.inventory.secrets import Secrets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = Secrets({"searxng_secret": "flow-secret"})
-
-
-class RecordingExecutor:
-    """Answers by the first word pattern found in the command line; records every command."""
-
-    def __init__(self, answers):
-        self.answers = answers  # list of (substring, Result)
-        self.commands: list[str] = []
-
-    def run(self, argv, *, stdin=b"", check=True, timeout_s=120.0, pty=False):
-        line = shlex.join(argv)
-        self.commands.append(line)
-        for pattern, result in self.answers:
-            if pattern in line:
-                if check and result.rc != 0:
-                    raise OperationError(f"failed: {pattern}")
-                return result
-        return Result(rc=0, stdout="", stderr="")
-
-    def close(self):
-        pass
 
 
 def inspect_json(services, health="healthy", hashes=None):
@@ -69,7 +48,7 @@ def setup():
 
 def test_noop_is_two_round_trips_and_starts_nothing(setup):
     cfg, release, names = setup
-    ex = RecordingExecutor([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(
         release.id, [release.id], inspect_json(names)), stderr=""))])
     outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert not outcome.changed
@@ -80,7 +59,7 @@ def test_noop_is_two_round_trips_and_starts_nothing(setup):
 
 def test_first_deploy_order(setup):
     cfg, release, names = setup
-    ex = RecordingExecutor([
+    ex = FakeHost([
         ("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(None, [], "[]"), stderr="")),
         ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
         ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names), stderr="")),
@@ -124,22 +103,18 @@ def test_a_later_wave_compose_would_not_change_is_skipped(setup):
                            SECTION.format("images"), *(f"{i} sha256:i" for i in {s.image for s in specs})])
     state = {"up": 0}
 
-    class Host(RecordingExecutor):
-        def run(self, argv, **kw):
-            line = shlex.join(argv)
-            if " up -d " in line:
-                state["up"] += 1
-                self.commands.append(line)
-                return Result(rc=0, stdout=up_answer, stderr="")
-            if "docker inspect $ids" in line and "==sparkkit:docker==" not in line:
-                self.commands.append(line)
-                now = hashes if state["up"] else running
-                return Result(rc=0, stdout=inspect_json(names, hashes=now), stderr="")
-            return super().run(argv, **kw)
+    def up(_ran):
+        state["up"] += 1
+        return up_answer
 
-    ex = Host([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(old, [old], inspect_json(names, hashes=running)),
+    def poll(_ran):
+        return inspect_json(names, hashes=hashes if state["up"] else running)
+
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(old, [old], inspect_json(names, hashes=running)),
                                               stderr="")),
-               ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr=""))])
+                   ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
+                   (" up -d ", up),
+                   ("docker inspect $ids", poll)])
     lines = []
     outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
     assert outcome.changed
@@ -154,7 +129,7 @@ def test_a_later_wave_is_started_when_its_container_differs(setup):
     stale = {**hashes, "vllm-nemotron": "hash-of-an-older-file"}
     up_answer = "\n".join([SECTION.format("hashes"), *(f"{n} {h}" for n, h in hashes.items()),
                            SECTION.format("images"), *(f"{i} sha256:i" for i in {s.image for s in specs})])
-    ex = RecordingExecutor([
+    ex = FakeHost([
         ("==sparkkit:docker==", Result(rc=0, stdout=preflight_text("r0ld", ["r0ld"], "[]"), stderr="")),
         ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
         (" up -d ", Result(rc=0, stdout=up_answer, stderr="")),
@@ -169,7 +144,7 @@ def test_a_later_wave_is_started_when_its_container_differs(setup):
 def test_preflight_problem_touches_nothing(setup):
     cfg, release, _ = setup
     text = preflight_text(None, [], "[]").replace("2.40.3", "ERROR")
-    ex = RecordingExecutor([("==sparkkit:docker==", Result(rc=0, stdout=text, stderr=""))])
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=text, stderr=""))])
     with pytest.raises(OperationError, match="Compose v2 not found"):
         HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert len(ex.commands) == 1
@@ -179,7 +154,7 @@ def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
     from sparkkit.verify.run import deploy_and_verify
 
     cfg, release, _ = setup
-    ex = RecordingExecutor([("ACQUIRED", Result(rc=0, stdout='HELD\n{"who": "bob@ci", "since": "t"}\n', stderr=""))])
+    ex = FakeHost([("ACQUIRED", Result(rc=0, stdout='HELD\n{"who": "bob@ci", "since": "t"}\n', stderr=""))])
     run = deploy_and_verify(HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS), release, {})
     assert run.decision == "not started: the host is locked" and "locked by bob@ci" in run.deploy_error
     assert len(ex.commands) == 1 and "ACQUIRED" in ex.commands[0]
@@ -187,7 +162,7 @@ def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
 
 def test_the_lock_is_reentrant_and_released_once(setup):
     cfg, release, _ = setup
-    ex = RecordingExecutor([("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr=""))])
+    ex = FakeHost([("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr=""))])
     ops = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS)
     with ops.locked("outer", None, break_lock=False):
         with ops.locked("inner", None, break_lock=False):
@@ -195,3 +170,36 @@ def test_the_lock_is_reentrant_and_released_once(setup):
         assert not any("$token" in c for c in ex.commands)  # still held
     assert sum("ACQUIRED" in c for c in ex.commands) == 1
     assert sum("$token" in c for c in ex.commands) == 1
+
+
+def changing_deploy_script(release, names):
+    """A host running release r0ld that takes the new release cleanly."""
+    return [("==sparkkit:docker==", preflight_text("r0ld", ["r0ld"], inspect_json(names))),
+            ("ACQUIRED", "ACQUIRED\n"),
+            ("docker inspect $ids", inspect_json(names))]
+
+
+@pytest.mark.parametrize("fault", ["fail_at", "drop_at"])
+def test_a_fault_at_any_command_leaves_the_lock_released(setup, fault):
+    """Walk a failed command (or a dropped connection) through every step of a deploy: the deploy
+    ends in an OperationError or a restore, and once the lock was taken it is released last."""
+    cfg, release, names = setup
+    clean = FakeHost(changing_deploy_script(release, names))
+    assert HostOps(clean, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release).changed
+    steps = len(clean.commands)
+    lock_at = kinds_of(clean.commands).index("lock") + 1
+    assert steps > 5
+    for n in range(1, steps + 1):
+        ex = FakeHost(changing_deploy_script(release, names), **{fault: n})
+        try:
+            outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+        except OperationError:
+            outcome = None
+        assert ex.ran[n - 1].fault, n
+        if n > lock_at:
+            assert kinds_of(ex.commands).count("unlock") == 1, (n, kinds_of(ex.commands))
+            assert kinds_of(ex.commands[-1:]) == ["unlock"], (n, ex.commands[-1])
+        else:
+            assert outcome is None and "unlock" not in kinds_of(ex.commands), n
+        if fault == "drop_at" and n < steps:
+            assert ex.dropped == 1 and (ex.connects == 2 or len(ex.commands) == n), n

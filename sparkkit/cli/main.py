@@ -187,9 +187,9 @@ def _uptime(seconds: int | None) -> str:
 def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
     from sparkkit.deploy.apply import HostOps
     from sparkkit.deploy.diff import diff_against_host
-    from sparkkit.host.ssh import SshExecutor
+    from sparkkit.host.connect import executor_for
 
-    ex = SshExecutor(cfg.ssh, cfg.name)
+    ex = executor_for(cfg)
     try:
         ops = HostOps(ex, cfg, out=_say, secrets=secrets)
         if args.command == "status":
@@ -212,7 +212,7 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
         print(outcome.message)
         return EXIT_OK
     finally:
-        for notice in getattr(ex, "notices", []):
+        for notice in ex.notices:
             _say(notice)
         ex.close()
 

@@ -42,7 +42,7 @@ def run_url(args, suites, say) -> tuple[str, list[dict]]:
 
 
 def run_host(args, suites, say) -> tuple[str, list[dict]]:
-    from sparkkit.host.ssh import SshExecutor
+    from sparkkit.host.connect import executor_for
 
     cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars))
     chosen = targets_for(cfg, suites, service=args.service, suite=args.suite)
@@ -51,7 +51,7 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
     if args.accept_new_host_key:
         cfg = accepting_new_host_key(cfg)
     probes = []
-    ex = SshExecutor(cfg.ssh, cfg.name)
+    ex = executor_for(cfg)
     try:
         tunnel = needs_tunnel(cfg)
         for svc, names in chosen:

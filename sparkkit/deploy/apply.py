@@ -133,14 +133,14 @@ class HostOps:
     @contextmanager
     def stage(self, name: str):
         """Time a stage and count its SSH round trips (for the report and `make bench`)."""
-        start, trips = time.perf_counter(), getattr(self.ex, "round_trips", 0)
+        start, trips = time.perf_counter(), self.ex.round_trips
         self.current_stage = name
         try:
             yield
         finally:
             entry = self.stages.setdefault(name, {"seconds": 0.0, "round_trips": 0})
             entry["seconds"] += time.perf_counter() - start
-            entry["round_trips"] += getattr(self.ex, "round_trips", 0) - trips
+            entry["round_trips"] += self.ex.round_trips - trips
 
     # -- facts -------------------------------------------------------------------------------
     def facts(self, images: list[str] = ()) -> HostFacts:

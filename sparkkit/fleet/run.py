@@ -115,12 +115,12 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
     try:
         run = deploy_and_verify(ops, release, suites, break_lock=break_lock)
         status = classify(run)
-        if status != fp.PASSED and getattr(ex, "dropped", 0) and getattr(run, "attention", False):
+        if status != fp.PASSED and ex.dropped and getattr(run, "attention", False):
             status = fp.LOST  # the connection dropped and the host could not be put right over a new one
     except (HostUnreachable, ConnectionLost) as exc:
         run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
         run.deploy_error = str(exc)
-        if isinstance(exc, HostUnreachable) and not getattr(ex, "connects", 0):
+        if isinstance(exc, HostUnreachable) and not ex.connects:
             run.decision = "not started: host unreachable; nothing on it was touched"
             status = fp.UNREACHABLE
         else:  # it was reachable, then went away mid-run
@@ -135,7 +135,7 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
         run.decision = "failed before a decision was reached"
         status = fp.DEPLOY_FAILED
     finally:
-        for notice in getattr(ex, "notices", []):
+        for notice in ex.notices:
             out(notice)
         ex.close()
     run.finished = run.finished or now_iso()
@@ -188,10 +188,7 @@ def run_fleet(targets: list[HostTarget], *, spec: str, serial: int | None, max_f
               suites, reports_dir: Path, break_lock: bool, out: Printer,
               together: list[tuple[str, ...]] = (), executor_factory=None) -> FleetRun:
     if executor_factory is None:
-        from sparkkit.host.ssh import SshExecutor
-
-        def executor_factory(cfg: HostConfig):
-            return SshExecutor(cfg.ssh, cfg.name)
+        from sparkkit.host.connect import executor_for as executor_factory
 
     by_host = {t.cfg.name: t for t in targets}
     hosts = tuple(by_host)

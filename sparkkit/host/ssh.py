@@ -1,13 +1,10 @@
-"""The one seam that touches hosts: run an argv over SSH, with bytes on stdin.
+"""The SSH executor: run an argv on a host over one SSH connection, with bytes on stdin.
 
 Only this module imports Fabric and Paramiko. Every remote command is an argv list, joined with
 ``shlex.join`` here and nowhere else, so no inventory value reaches a shell unquoted.
 
-Commands run through one remote worker shell per connection (``WORKER_SCRIPT``): each SSH exec
-otherwise costs a channel open, an exec request and the login shell's start-up (its rc files run
-for every command; on the rehearsal host that alone is ~0.2 s), so the worker pays those once and
-each later command costs one network round trip. Where the worker cannot start, each command
-gets its own channel as before.
+Commands run through one remote worker shell per connection (``host/worker.py``), so each costs
+one network round trip; where the worker cannot start, each command gets its own channel.
 """
 
 from __future__ import annotations
@@ -21,28 +18,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
-from sparkkit.inventory.build import SshSettings
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError, RemoteCommandError
+from sparkkit.host.executor import Executor, Result
+from sparkkit.host.relay import relay
+from sparkkit.host.worker import WORKER_BANNER, WORKER_SCRIPT, Worker
+from sparkkit.inventory.build import SshSettings
+
+# Executor and Result live in host/executor.py; still importable from here (deploy/ imports Executor so)
+__all__ = ["Executor", "HostKeyError", "Result", "SshExecutor", "fingerprint"]
 
 # a connection that stops answering (a cut link) is dropped after about this long, not after the
 # kernel's 15-minute retransmission timeout: TCP keepalive probes plus TCP_USER_TIMEOUT
 DEAD_AFTER_S = 20
-
-
-@dataclass(frozen=True, kw_only=True)
-class Result:
-    rc: int
-    stdout: str
-    stderr: str
-
-
-class Executor(Protocol):
-    def run(self, argv: Sequence[str], *, stdin: bytes = b"", check: bool = True,
-            timeout_s: float = 120.0, pty: bool = False) -> Result: ...
-
-    def close(self) -> None: ...
 
 
 class HostKeyError(OperationError):
@@ -52,75 +41,6 @@ class HostKeyError(OperationError):
 def fingerprint(key) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-# The remote end of the worker: framed requests on stdin, framed answers on stdout. Request: a
-# line "<command bytes> <stdin bytes>", then the command line (shlex-joined argv, the very text
-# an exec request would carry) and the stdin bytes. Answer: a line "<rc> <stdout bytes> <stderr
-# bytes>", then both outputs. `head -c N` of GNU coreutils reads exactly N bytes from a pipe (other
-# heads may read ahead), so the worker refuses to start without it and the executor falls back.
-WORKER_BANNER = "sparkkit-worker 1"
-WORKER_SCRIPT = f"""
-head --version 2>/dev/null | grep -q GNU || {{ echo "no GNU head"; exit 97; }}
-t=$(mktemp -d "${{TMPDIR:-/tmp}}/sparkkit-worker.XXXXXX") || exit 98
-trap 'rm -rf "$t"' EXIT
-trap 'exit 1' HUP INT TERM PIPE
-echo "{WORKER_BANNER}"
-while IFS=' ' read -r n_cmd n_in; do
-  head -c "$n_cmd" > "$t/cmd"
-  if [ "$n_in" -gt 0 ]; then head -c "$n_in" > "$t/in"; else : > "$t/in"; fi
-  sh "$t/cmd" < "$t/in" > "$t/out" 2> "$t/err"
-  rc=$?
-  printf '%s %s %s\n' "$rc" "$(wc -c < "$t/out")" "$(wc -c < "$t/err")"
-  cat "$t/out" "$t/err"
-done
-"""
-
-
-class _Worker:
-    """The local end of one remote worker shell: one SSH channel, one command at a time."""
-
-    def __init__(self, chan):
-        self.chan = chan
-        self.buf = bytearray()
-
-    def _fill(self, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        readable, _, _ = select.select([self.chan], [], [], min(1.0, max(0.0, deadline - time.monotonic())))
-        while self.chan.recv_stderr_ready():  # the worker's own stderr (the login shell's noise): drained,
-            self.chan.recv_stderr(65536)  # so it never holds the channel's window shut
-        if readable or self.chan.recv_ready():
-            data = self.chan.recv(262144)
-            if not data:
-                raise EOFError
-            self.buf += data
-        elif self.chan.closed or self.chan.eof_received:
-            raise EOFError
-
-    def line(self, deadline: float) -> bytes:
-        while b"\n" not in self.buf:
-            self._fill(deadline)
-        i = self.buf.index(b"\n")
-        out = bytes(self.buf[:i])
-        del self.buf[:i + 1]
-        return out
-
-    def exactly(self, n: int, deadline: float) -> bytes:
-        while len(self.buf) < n:
-            self._fill(deadline)
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    def call(self, command: bytes, stdin: bytes, deadline: float) -> tuple[int, bytes, bytes]:
-        self.chan.sendall(f"{len(command)} {len(stdin)}\n".encode() + command + stdin)
-        head = self.line(deadline).split()
-        rc, n_out, n_err = (int(x) for x in head)
-        return rc, self.exactly(n_out, deadline), self.exactly(n_err, deadline)
-
-    def close(self) -> None:
-        self.chan.close()
 
 
 @dataclass
@@ -133,6 +53,8 @@ class SshExecutor:
     dies (SIGHUP) when the connection drops or the kit is interrupted, instead of running on unseen.
     """
 
+    is_local = False  # a class attribute, not a field
+
     settings: SshSettings
     host_name: str
     notices: list[str] = field(default_factory=list)
@@ -142,7 +64,7 @@ class SshExecutor:
     use_worker: bool = True  # False: one channel per command (the fallback, also for comparison)
     _conn: object = None
     _forwards: list = field(default_factory=list)
-    _worker: _Worker | None = None
+    _worker: Worker | None = None
     _worker_failed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -248,14 +170,14 @@ class SshExecutor:
             raise RemoteCommandError(command[:300], rc, result.stderr or result.stdout)
         return result
 
-    def _start_worker(self, conn) -> _Worker | None:
+    def _start_worker(self, conn) -> Worker | None:
         """The connection's worker shell, started on first use; None where it cannot run."""
         if self._worker is not None or self._worker_failed:
             return self._worker
         try:
             chan = conn.client.get_transport().open_session()
             chan.exec_command(shlex.join(["sh", "-c", WORKER_SCRIPT]))
-            worker = _Worker(chan)
+            worker = Worker(chan)
             banner = worker.line(time.monotonic() + 30).decode("utf-8", "replace").strip()
         except Exception:  # noqa: BLE001 - whatever stops the worker, the per-command channels remain
             banner = None
@@ -267,7 +189,7 @@ class SshExecutor:
         self._worker = worker
         return worker
 
-    def _run_in_worker(self, worker: _Worker, command: str, stdin: bytes, timeout_s: float):
+    def _run_in_worker(self, worker: Worker, command: str, stdin: bytes, timeout_s: float):
         try:
             return worker.call(command.encode(), stdin, time.monotonic() + timeout_s)
         except TimeoutError:
@@ -334,30 +256,11 @@ class SshExecutor:
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> int:
         """A local port that reaches ``remote_host:remote_port`` as seen from the host, through this
         SSH connection (for service ports bound to the host's loopback). Returns the local port."""
-        conn = self._connection()
-        transport = conn.client.get_transport()
+        transport = self._connection().client.get_transport()
         transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen(128)
+        server = relay(lambda peer: transport.open_channel("direct-tcpip", (remote_host, remote_port), peer),
+                       name=f"forward-{remote_port}")
         self._forwards.append(server)
-
-        def serve() -> None:
-            while True:
-                try:
-                    sock, peer = server.accept()
-                except OSError:
-                    return
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small writes
-                try:
-                    chan = transport.open_channel("direct-tcpip", (remote_host, remote_port), peer)
-                except Exception:
-                    sock.close()
-                    continue
-                threading.Thread(target=_pump, args=(sock, chan), daemon=True).start()
-
-        threading.Thread(target=serve, daemon=True, name=f"forward-{remote_port}").start()
         return server.getsockname()[1]
 
     def close(self) -> None:
@@ -385,25 +288,3 @@ def _detect_dead_link(sock) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_S * 1000)
     except (AttributeError, OSError):  # not Linux, or not a TCP socket (a proxy command)
         pass
-
-
-def _pump(sock: socket.socket, chan) -> None:
-    """Copy bytes both ways between a local socket and an SSH channel until either side closes."""
-    try:
-        while True:
-            readable, _, _ = select.select([sock, chan], [], [], 30)
-            if sock in readable:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chan.sendall(data)
-            if chan in readable:
-                data = chan.recv(65536)
-                if not data:
-                    break
-                sock.sendall(data)
-    except OSError:
-        pass
-    finally:
-        chan.close()
-        sock.close()

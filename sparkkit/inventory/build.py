@@ -116,6 +116,7 @@ class SshSettings:
     key_file: Path | None
     known_hosts_file: Path | None
     accept_new_host_key: bool
+    connection: str = "ssh"  # ansible_connection: "ssh", or "local" (the kit runs on the host itself)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -274,7 +275,7 @@ COMMON_SERVICE_KEYS = {
     "depends_on", "gpu", "ipc", "shm_size", "ulimits", "gates", "placement",
 }
 HOST_KEYS = {
-    "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
+    "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "ansible_connection",
     "ssh_known_hosts_file", "ssh_accept_new_host_key", "sparkkit_root", "compose_project",
     "keep_releases", "bind_address", "gpu", "host_memory_gib", "required_headroom_gib",
     "secrets_file", "services", "gates",
@@ -540,6 +541,9 @@ def build_config(layers: HostLayers) -> HostConfig:
     key_file = r.get("ansible_ssh_private_key_file", str, None, nullable=True)
     known_hosts = r.get("ssh_known_hosts_file", str, None, nullable=True)
     accept_new = r.get("ssh_accept_new_host_key", bool, False)
+    connection = r.get("ansible_connection", str, "ssh")
+    if connection not in ("ssh", "local"):
+        raise r.fail("ansible_connection", f"expected ssh or local, got {connection!r}")
     root = r.get("sparkkit_root", str, "/opt/sparkkit")
     if not root.startswith("/") or "\n" in root or root.rstrip("/") == "" or ".." in root.split("/"):
         raise r.fail("sparkkit_root", f"must be an absolute path without '..', got {root!r}")
@@ -608,7 +612,8 @@ def build_config(layers: HostLayers) -> HostConfig:
     return HostConfig(
         name=layers.host, groups=layers.groups,
         ssh=SshSettings(address=address, port=ssh_port, user=user, key_file=local_path(key_file),
-                        known_hosts_file=local_path(known_hosts), accept_new_host_key=accept_new),
+                        known_hosts_file=local_path(known_hosts), accept_new_host_key=accept_new,
+                        connection=connection),
         root=root.rstrip("/"), project=project, keep_releases=keep, bind_address=bind, gpu=gpu,
         host_memory_gib=host_mem, required_headroom_gib=headroom,
         secrets_file=local_path(secrets_file), services=tuple(services.values()),
