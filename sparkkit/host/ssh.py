@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from sparkkit.inventory.build import SshSettings
+from sparkkit.inventory.model import SshSettings
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError, RemoteCommandError
 
 # a connection that stops answering (a cut link) is dropped after about this long, not after the

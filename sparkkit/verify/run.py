@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sparkkit.host import commands as cmd
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 from sparkkit.deploy.apply import DeployFailed, HostOps, LockHeld, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, Interrupted, NeedsAttention, OperationError
 from sparkkit.verify.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
