@@ -13,7 +13,7 @@ from sparkkit.inventory.model import HostConfig
 from sparkkit.deploy.apply import DeployFailed, HostOps, LockHeld, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, Interrupted, NeedsAttention, OperationError
 from sparkkit.verify.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
-from sparkkit.verify.memory import account, memory_facts_command, parse_memory_facts
+from sparkkit.verify.memory import account, read_memory_facts
 from sparkkit.probe.runner import probe_service
 from sparkkit.probe.suites import Suite
 from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
@@ -99,7 +99,8 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verifi
     memory = None
     with ops.stage("facts"):
         try:
-            facts = parse_memory_facts(ops.ex.run(memory_facts_command(cfg.project), timeout_s=60).stdout)
+            # TODO(#12): ops.ex.is_local once the Executor protocol has it (LocalExecutor); until then getattr
+            facts = read_memory_facts(ops.ex, cfg.project, local=getattr(ops.ex, "is_local", False))
             memory = account(facts, gpu=cfg.gpu)
             run.memory = asdict(memory)
         except OperationError as exc:

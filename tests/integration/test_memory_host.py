@@ -15,7 +15,8 @@ import uuid
 
 import pytest
 
-from sparkkit.verify.memory import account, memory_facts_command, parse_meminfo, parse_memory_facts
+from sparkkit.host.memory_facts import memory_facts_command, parse_meminfo, parse_memory_facts
+from sparkkit.verify.memory import account
 
 from .conftest import require
 
