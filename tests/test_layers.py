@@ -289,8 +289,10 @@ CLEAN = {
     "host/nvml.py": "def load():\n    import pynvml\n",
     "host/facts.py": "from .commands import SECTION\n",
     "host/commands.py": "SECTION = '=={}=='\n",
-    "inventory/build.py": "from sparkkit.errors import InputError\nfrom .model import HostConfig\nfrom . import placement\n",
-    "inventory/placement.py": "from sparkkit.inventory.model import Service\nfrom sparkkit.inventory.read import Reader\n",
+    "inventory/build.py": ("from sparkkit.errors import InputError\nfrom .model import HostConfig\n"
+                           "from . import placement\n"),
+    "inventory/placement.py": ("from sparkkit.inventory.model import Service\n"
+                               "from sparkkit.inventory.read import Reader\n"),
     "inventory/read.py": "from sparkkit.inventory.model import Scalar\n",
     "inventory/model.py": "from dataclasses import dataclass\n",
 }
