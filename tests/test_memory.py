@@ -3,23 +3,16 @@ all three modes with totals computed by hand, the facts command run through a re
 
 import shlex
 import subprocess
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from sparkkit.host.commands import SECTION
-from sparkkit.errors import OperationError
-from sparkkit.verify.memory import (MEMORY_FACTS_SCRIPT, CgroupMemory, ContainerMemory, GpuMemory, GpuProcess,
-                             MemoryFacts, account, container_id_from_cgroup, format_profile, local_pid_containers,
-                             memory_facts_command, memory_mode, nvml_facts, parse_cgroup_mem, parse_compute_apps,
-                             parse_container_lines, parse_gpu_query, parse_meminfo, parse_memory_facts,
-                             parse_pid_cgroups)
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
-    import pynvml
+from sparkkit.host.memory_facts import (MEMORY_FACTS_SCRIPT, CgroupMemory, ContainerMemory, GpuMemory, GpuProcess,
+                                        MemoryFacts, container_id_from_cgroup, memory_facts_command,
+                                        parse_cgroup_mem, parse_compute_apps, parse_container_lines, parse_gpu_query,
+                                        parse_meminfo, parse_memory_facts, parse_pid_cgroups)
+from sparkkit.verify.memory import account, format_profile, memory_mode
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GB10 = FIXTURES / "captured" / "gb10"
@@ -342,90 +335,28 @@ def test_command_with_the_plain_hostile_name(tmp_path):
     assert done.returncode == 0 and not (tmp_path / "PWNED").exists()
 
 
-# --- NVML ----------------------------------------------------------------------------------------
+def test_command_without_nvidia_smi_leaves_the_gpu_part_to_nvml(tmp_path):
+    # a stand-in nvidia-smi on PATH: found and run by the plain command, not looked for with nvidia_smi=False
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(
+        '#!/bin/sh\ntouch "$MARK"\ncase "$*" in\n  *query-gpu*) echo "0, 81559, 28160, 53399" ;;\n'
+        '  *query-compute-apps*) echo "4242, VLLM::EngineCore, 27648" ;;\nesac\n')
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "MARK": str(tmp_path / "ran")}
+    assert memory_facts_command("p", nvidia_smi=False) == ["sh", "-c", MEMORY_FACTS_SCRIPT, "sh", "p",
+                                                           "skip-nvidia-smi"]
 
-def _fake_nvml(monkeypatch, *, memory, processes, init_error=None, count_error=None):
-    calls = []
+    def facts(**kw):
+        done = subprocess.run(["sh", "-c", shlex.join(memory_facts_command("no-such-project", **kw))],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        return parse_memory_facts(done.stdout)
 
-    def init():
-        calls.append("init")
-        if init_error is not None:
-            raise init_error
-
-    def count():
-        if count_error is not None:
-            raise count_error
-        return len(memory)
-
-    def mem_info(handle):
-        value = memory[handle]
-        if isinstance(value, Exception):
-            raise value
-        return value
-
-    monkeypatch.setattr(pynvml, "nvmlInit", init)
-    monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: calls.append("shutdown"))
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", count)
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", lambda i: i)
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", mem_info)
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetComputeRunningProcesses", lambda h: processes.get(h, []))
-    return calls
-
-
-def test_nvml_unified_memory_not_supported(monkeypatch, tmp_path):
-    (tmp_path / "4242").mkdir()
-    (tmp_path / "4242" / "comm").write_text("VLLM::EngineCor\n")
-    calls = _fake_nvml(monkeypatch, memory=[pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)],
-                       processes={0: [SimpleNamespace(pid=4242, usedGpuMemory=27648 * MiB),
-                                      SimpleNamespace(pid=4243, usedGpuMemory=None)]})
-    gpus, procs = nvml_facts(proc_root=tmp_path)
-    assert gpus == [GpuMemory(index=0, total_mib=None, used_mib=None, free_mib=None)]
-    assert procs == [GpuProcess(pid=4242, name="VLLM::EngineCor", used_mib=27648),
-                     GpuProcess(pid=4243, name="", used_mib=None)]
-    assert calls == ["init", "shutdown"]
-    facts = _facts(gpus=tuple(gpus), gpu_processes=tuple(procs))
-    assert memory_mode(facts, gpu=True) == "unified"
-
-
-def test_nvml_discrete(monkeypatch, tmp_path):
-    info = SimpleNamespace(total=81559 * MiB, used=28160 * MiB, free=53399 * MiB + 12345)
-    _fake_nvml(monkeypatch, memory=[info, info], processes={1: [SimpleNamespace(pid=7, usedGpuMemory=1 * MiB)]})
-    gpus, procs = nvml_facts(proc_root=tmp_path)
-    assert gpus == [GpuMemory(index=i, total_mib=81559, used_mib=28160, free_mib=53399) for i in (0, 1)]
-    assert procs == [GpuProcess(pid=7, name="", used_mib=1)]
-
-
-def test_nvml_library_not_found(monkeypatch):
-    calls = _fake_nvml(monkeypatch, memory=[], processes={},
-                       init_error=pynvml.NVMLError_LibraryNotFound())
-    with pytest.raises(OperationError, match="no NVIDIA driver"):
-        nvml_facts()
-    assert calls == ["init"]  # nothing to shut down
-
-
-def test_nvml_query_failure_still_shuts_down(monkeypatch):
-    calls = _fake_nvml(monkeypatch, memory=[], processes={},
-                       count_error=pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST))
-    with pytest.raises(OperationError, match="NVML query failed: GPU is lost"):
-        nvml_facts()
-    assert calls == ["init", "shutdown"]
-
-
-def test_nvml_for_real_on_this_machine():
-    """No mock: on a machine without the NVIDIA driver the real pynvml fails to load."""
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        with pytest.raises(OperationError, match="NVML cannot load"):
-            nvml_facts()
-        return
-    pynvml.nvmlShutdown()
-    gpus, _ = nvml_facts()  # a GPU host: the real thing answers
-    assert gpus and all(g.index == i for i, g in enumerate(gpus))
-
-
-def test_local_pid_containers(tmp_path):
-    for pid, name in ((4242, "proc-cgroup-v2-docker.txt"), (114687, "proc-cgroup-host.txt")):
-        (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "cgroup").write_text(read(MEM / name))
-    assert local_pid_containers([114687, 4242, 4242, 31337], proc_root=tmp_path) == ((4242, ANN), (114687, None))
+    skipped = facts(nvidia_smi=False)
+    assert skipped.nvidia_smi is None and skipped.gpus == () and skipped.gpu_processes == ()
+    assert skipped.mem_available_kib and not (tmp_path / "ran").exists()
+    plain = facts()
+    assert plain.nvidia_smi == str(bin_dir / "nvidia-smi") and (tmp_path / "ran").exists()
+    assert plain.gpus == (GpuMemory(index=0, total_mib=81559, used_mib=28160, free_mib=53399),)
+    assert plain.gpu_processes == (GpuProcess(pid=4242, name="VLLM::EngineCore", used_mib=27648),)

@@ -16,7 +16,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from sparkkit import __version__
-from sparkkit.inventory.build import HostConfig, accepting_new_host_key, build_config
+from sparkkit.inventory.build import build_config
+from sparkkit.inventory.model import HostConfig, accepting_new_host_key
 from sparkkit.errors import InputError, Interrupted, NeedsAttention, OperationError
 from sparkkit.inventory.layers import load_host_layers
 from sparkkit.release.render import Release, render_release

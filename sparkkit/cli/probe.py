@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from sparkkit.inventory.build import accepting_new_host_key, build_config
+from sparkkit.inventory.build import build_config
+from sparkkit.inventory.model import accepting_new_host_key
 from sparkkit.errors import InputError
 from sparkkit.inventory.layers import load_host_layers
 from sparkkit.probe import client as http

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sparkkit.host import commands as cmd
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 from sparkkit.errors import ConnectionLost, Interrupted, NeedsAttention, OperationError
 from sparkkit.host.ssh import Executor
 from sparkkit.host.facts import HostFacts, parse_containers, parse_hashed_up, parse_lock, parse_preflight

@@ -7,8 +7,8 @@ import json
 import re
 
 from sparkkit.host import commands as cmd
-from sparkkit.inventory.build import HostConfig
-from sparkkit.host.ssh import Executor
+from sparkkit.inventory.model import HostConfig
+from sparkkit.host.executor import Executor
 from sparkkit.host.facts import parse_cat_files
 from sparkkit.release.render import Release, RenderedFile
 from sparkkit.inventory.secrets import MASK, Secrets

@@ -16,7 +16,7 @@ from typing import Callable
 
 from sparkkit.host import commands as cmd
 from sparkkit.fleet import plan as fp
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 from sparkkit.deploy.apply import HostOps, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
 from sparkkit.release.render import Release

@@ -4,7 +4,7 @@ kit runs on the host itself."""
 from __future__ import annotations
 
 from sparkkit.host.executor import Executor
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 
 
 def executor_for(cfg: HostConfig) -> Executor:

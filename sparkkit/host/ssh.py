@@ -24,7 +24,7 @@ from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError, Rem
 from sparkkit.host.executor import Executor, Result
 from sparkkit.host.relay import relay
 from sparkkit.host.worker import WORKER_BANNER, WORKER_SCRIPT, Worker
-from sparkkit.inventory.build import SshSettings
+from sparkkit.inventory.model import SshSettings
 
 # Executor and Result live in host/executor.py; still importable from here (deploy/ imports Executor so)
 __all__ = ["Executor", "HostKeyError", "Result", "SshExecutor", "fingerprint"]

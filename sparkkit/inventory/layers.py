@@ -44,13 +44,13 @@ class HostLayers:
         return result
 
     def defines(self, path: tuple[str, ...]) -> bool:
-        return any(_has_path(layer.data, path) for layer in self.layers)
+        return any(has_path(layer.data, path) for layer in self.layers)
 
     def origin(self, path: tuple[str, ...]) -> str:
         """The file that set ``path``; for a missing key, the file that set its nearest parent."""
         for depth in range(len(path), 0, -1):
             for layer in reversed(self.layers):
-                if _has_path(layer.data, path[:depth]):
+                if has_path(layer.data, path[:depth]):
                     return layer.source
         return f"inventory (host {self.host})"
 
@@ -66,7 +66,7 @@ def deep_merge(low: dict, high: dict) -> dict:
     return out
 
 
-def _has_path(data: Any, path: tuple[str, ...]) -> bool:
+def has_path(data: Any, path: tuple[str, ...]) -> bool:
     for part in path:
         if not isinstance(data, dict) or part not in data:
             return False

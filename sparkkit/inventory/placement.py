@@ -1,4 +1,5 @@
-"""One model served across several hosts with Ray (pure).
+"""One model served across several hosts with Ray (pure): reading a service's ``placement``
+mapping, and the service as each of its hosts runs it.
 
 A vLLM service with a ``placement`` becomes, on each host of ``placement.hosts``:
 
@@ -17,29 +18,57 @@ A vLLM service with a ``placement`` becomes, on each host of ``placement.hosts``
 Each side gets ``VLLM_HOST_IP`` (and Ray ``--node-ip-address``) set to its own link address. The
 start order is head, then workers (they retry until the head answers), then vLLM on the head (it
 waits for them). The fleet deploys the hosts of a placement in one batch and rolls all of them
-back when one fails (``fleet_plan.partners_to_roll_back``).
+back when one fails (``fleet.plan.partners_to_roll_back``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from sparkkit.errors import InputError
-
-if TYPE_CHECKING:
-    from sparkkit.inventory.build import HostConfig, Service
+from sparkkit.inventory.model import HostConfig, Placement, Service, ServiceGates
+from sparkkit.inventory.read import Reader, optional_sub, port_number, string_list
 
 # The values travel as arguments ($0 = the Ray port, "$@" = vllm serve ...), never inside the script.
 HEAD_SCRIPT = ('ray start --head --port="$0" --node-ip-address="$VLLM_HOST_IP" --disable-usage-stats '
                '&& exec "$@"')
 SIZE_FLAGS = {"tensor": "tensor-parallel-size", "pipeline": "pipeline-parallel-size"}
+_IP_RE = re.compile(r"^[0-9a-fA-F.:]+$")
 
 
-def place(svc: "Service", host: str, source: str) -> "Service":
+def read_placement(reader: Reader) -> Placement | None:
+    """A service's ``placement`` mapping, validated; None where it has none."""
+    p = optional_sub(reader, "placement")
+    if p is None:
+        return None
+    hosts = string_list(p, "hosts")
+    if len(hosts) < 2:
+        raise p.fail("hosts", f"a placement needs at least 2 hosts, got {len(hosts)}")
+    if len(set(hosts)) != len(hosts):
+        raise p.fail("hosts", "a host is listed twice")
+    parallel = p.get("parallel", str, "tensor")
+    if parallel not in ("tensor", "pipeline"):
+        raise p.fail("parallel", f"expected tensor or pipeline, got {parallel!r}")
+    addr = p.sub("addresses")
+    addresses = []
+    for host in hosts:
+        value = addr.get(host, str)
+        if not _IP_RE.match(value):
+            raise addr.fail(host, f"expected an IP address, got {value!r}")
+        addresses.append((host, value))
+    addr.reject_unknown(set(hosts))
+    ray_port = port_number(p, "ray_port", 6379)
+    network = p.get("network", str, "host")
+    if network not in ("host", "bridge"):
+        raise p.fail("network", f"expected host or bridge, got {network!r}")
+    p.reject_unknown()
+    return Placement(hosts=hosts, addresses=tuple(addresses), parallel=parallel, ray_port=ray_port,
+                     network=network)
+
+
+def place(svc: Service, host: str, source: str) -> Service:
     """The service as it runs on ``host``: the Ray head with vLLM, or a Ray worker."""
-    from sparkkit.inventory.build import ServiceGates
-
     p = svc.placement
     key = f"services.{svc.name}.placement"
     if svc.role != "vllm":
@@ -67,14 +96,14 @@ def place(svc: "Service", host: str, source: str) -> "Service":
                    gates=ServiceGates(quality=False), role_vars={**svc.role_vars, "probe_suites": []})
 
 
-def role_on(svc: "Service", host: str) -> str | None:
+def role_on(svc: Service, host: str) -> str | None:
     """head, worker, or None for a service without a placement."""
     if svc.placement is None:
         return None
     return "head" if svc.placement.hosts[0] == host else "worker"
 
 
-def placement_groups(cfgs: list["HostConfig"], *, selected: tuple[str, ...]) -> list[tuple[str, ...]]:
+def placement_groups(cfgs: list[HostConfig], *, selected: tuple[str, ...]) -> list[tuple[str, ...]]:
     """The host tuples that share a placed service; every one of them must be selected."""
     groups: list[tuple[str, ...]] = []
     for cfg in cfgs:

@@ -10,7 +10,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 from sparkkit.errors import InputError
 from sparkkit.inventory.layers import parse_yaml_mapping
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sparkkit.inventory.build import HostConfig, Service
+from sparkkit.inventory.model import HostConfig, Service
 from sparkkit.errors import InputError
 from sparkkit.probe.runner import Target
 from sparkkit.probe.suites import Suite

@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from sparkkit.inventory.build import HostConfig, Service
+from sparkkit.inventory.model import HostConfig, Service
 from sparkkit.errors import InputError
 from sparkkit.inventory.secrets import MASK, Secrets
 

@@ -6,7 +6,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 from sparkkit.host.facts import Container, split_sections
 
 CHAT_KINDS = ("chat",)  # the suites whose requests the TTFT and decode gates and the regression read

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sparkkit.host import commands as cmd
-from sparkkit.inventory.build import HostConfig
+from sparkkit.inventory.model import HostConfig
 from sparkkit.deploy.apply import DeployFailed, HostOps, LockHeld, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, Interrupted, NeedsAttention, OperationError
 from sparkkit.verify.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
-from sparkkit.verify.memory import account, memory_facts_command, parse_memory_facts
+from sparkkit.verify.memory import account, read_memory_facts
 from sparkkit.probe.runner import probe_service
 from sparkkit.probe.suites import Suite
 from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
@@ -99,7 +99,7 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verifi
     memory = None
     with ops.stage("facts"):
         try:
-            facts = parse_memory_facts(ops.ex.run(memory_facts_command(cfg.project), timeout_s=60).stdout)
+            facts = read_memory_facts(ops.ex, cfg.project, local=ops.ex.is_local)
             memory = account(facts, gpu=cfg.gpu)
             run.memory = asdict(memory)
         except OperationError as exc:

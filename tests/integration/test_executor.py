@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkkit.inventory.build import SshSettings
+from sparkkit.inventory.model import SshSettings
 from sparkkit.errors import OperationError, RemoteCommandError
 from sparkkit.host.ssh import SshExecutor
 from tests.integration.conftest import TESTBED

@@ -13,9 +13,12 @@ import subprocess
 import time
 import uuid
 
+from types import SimpleNamespace
+
 import pytest
 
-from sparkkit.verify.memory import account, memory_facts_command, parse_meminfo, parse_memory_facts
+from sparkkit.host.memory_facts import memory_facts_command, parse_meminfo, parse_memory_facts
+from sparkkit.verify.memory import account, read_memory_facts
 
 from .conftest import require
 
@@ -128,3 +131,22 @@ def test_an_unknown_project_has_no_services(project):
                           capture_output=True, text=True, timeout=60)
     report = account(parse_memory_facts(done.stdout), gpu=False)
     assert report.services == () and report.total_mib == 0 and report.headroom_gib > 0
+
+
+class _HereExecutor:
+    """Runs each argv on this machine, as a local executor does."""
+
+    def run(self, argv, *, stdin=b"", check=True, timeout_s=120.0, pty=False):
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s)
+        return SimpleNamespace(rc=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+
+def test_read_memory_facts_on_this_machine_as_a_local_run_does(project):
+    """The local path: NVML where it loads here, else nvidia-smi; the containers through their cgroups."""
+    facts = read_memory_facts(_HereExecutor(), project, local=True)
+    report = account(facts, gpu=False)
+    assert facts.gpu_reader in ("NVML", "nvidia-smi") and report.warnings == ()
+    by = {s.service: s for s in report.services}
+    assert set(by) == set(ALLOCATED_MIB)
+    for service, allocated in ALLOCATED_MIB.items():
+        assert allocated <= by[service].container_mib <= allocated + SLACK_MIB, (service, by[service])
