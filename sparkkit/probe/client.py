@@ -96,9 +96,11 @@ class AsyncProbeClient:
                     decoder = SSEDecoder()
                     done = False
                     async for raw in resp.aiter_raw():
-                        done = consume(acc, decoder.feed(raw), time.perf_counter() - start) or done
-                    done = consume(acc, decoder.close(), time.perf_counter() - start) or done
-                    return acc.record(end_s=time.perf_counter() - start, done=done)
+                        at_s = time.perf_counter() - start  # on arrival, before the decoding
+                        done = consume(acc, decoder.feed(raw), at_s) or done
+                    end_s = time.perf_counter() - start
+                    done = consume(acc, decoder.close(), end_s) or done
+                    return acc.record(end_s=end_s, done=done)
                 finally:
                     await resp.aclose()
         except (httpx.HTTPError, OSError, ValueError) as exc:
