@@ -4,9 +4,9 @@ Two measurements, each against its own ``sparkkit-rehearsal-vllm`` containers (s
 always removed):
 
 * ``fidelity()``: sparkkit's one probe client, through its sync wrapper as the probes use it
-  (``ProbeClient.chat`` / ``chat_payload``), against simulators set to a known TTFT and decode rate. Measured minus truth is what the kit
-  adds to a figure; the server's own TTFT (its /metrics histogram) tells the network and client
-  part apart from the server's scheduling.
+  (``ProbeClient.chat`` / ``chat_payload``), against simulators set to a known TTFT and decode
+  rate. Measured minus truth is what the kit adds to a figure; the server's own TTFT (its
+  /metrics histogram) tells the network and client part apart from the server's scheduling.
 * ``capacity()``: many concurrent streams on the client's async core (``AsyncProbeClient``)
   against a zero-delay simulator: requests served, aggregate tokens/s, CPU, and how much TTFT the
   client side adds under load; one stream through the sync wrapper beside it, for what the
