@@ -3,12 +3,14 @@
 Two measurements, each against its own ``sparkkit-rehearsal-vllm`` containers (started here,
 always removed):
 
-* ``fidelity()``: sparkkit's own probe client (``make_client`` / ``chat`` / ``chat_payload``)
-  against simulators set to a known TTFT and decode rate. Measured minus truth is what the kit
-  adds to a figure; the server's own TTFT (its /metrics histogram) tells the network and client
-  part apart from the server's scheduling.
-* ``capacity()``: many client threads on one shared client against a zero-delay simulator:
-  requests served, aggregate tokens/s, CPU, and how much TTFT the client side adds under load.
+* ``fidelity()``: sparkkit's one probe client, through its sync wrapper as the probes use it
+  (``ProbeClient.chat`` / ``chat_payload``), against simulators set to a known TTFT and decode
+  rate. Measured minus truth is what the kit adds to a figure; the server's own TTFT (its
+  /metrics histogram) tells the network and client part apart from the server's scheduling.
+* ``capacity()``: many concurrent streams on the client's async core (``AsyncProbeClient``)
+  against a zero-delay simulator: requests served, aggregate tokens/s, CPU, and how much TTFT the
+  client side adds under load; one stream through the sync wrapper beside it, for what the
+  wrapper costs.
 
 Speed is reported, never asserted: the machine is shared and noisy, so each row compares
 figures taken in the same run, and medians are reported. Progress goes to stderr; the rows are
@@ -25,14 +27,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from sparkkit.probe.aclient import AsyncClient
-from sparkkit.probe.client import chat, make_client
+from sparkkit.probe.client import AsyncProbeClient, ProbeClient
 from sparkkit.probe.runner import chat_payload
 
 IMAGE = "sparkkit-rehearsal-vllm:latest"
@@ -47,7 +47,7 @@ TTFT_TARGET_MS, DECODE_TARGET_PCT = 2.0, 1.0
 CAPACITY_LEVELS = (1, 16, 64, 256)
 CAPACITY_WINDOW_S = 6.0
 CAPACITY_MAX_TOKENS = 50
-WARMUP_AT_ONCE = 8  # connections opened at once before a capacity window
+WARMUP_AT_ONCE = 8  # connections opened at once before a capacity window (the client's connect_at_once)
 ADDED_TTFT_TARGET_MS, ADDED_TTFT_AT = 5.0, 64
 REALISTIC_TOK_S = 50  # the rehearsal simulators' decode rate
 
@@ -99,13 +99,10 @@ class Sim:
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(trust_env=False, timeout=2.0) as c:
+        with ProbeClient(self.base, timeout_s=2.0) as c:
             while time.monotonic() < deadline:
-                try:
-                    if c.get(f"{self.base}/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
+                if c.request("GET", "/health", expect_json=False).ok:
+                    return
                 time.sleep(0.1)
         raise RuntimeError(f"simulator {self.env} not healthy after {timeout_s:.0f} s")
 
@@ -158,7 +155,8 @@ def _cpu_s(pid: int | None) -> float | None:
 
 
 def _server_ttft(base: str) -> tuple[float, int]:
-    """(sum of seconds, count) of the server's vllm:time_to_first_token_seconds histogram."""
+    """(sum of seconds, count) of the server's vllm:time_to_first_token_seconds histogram. Plain
+    httpx: the server's own figures, not a probe, read from inside the async window's loop too."""
     with httpx.Client(trust_env=False, timeout=10.0) as c:
         text = c.get(f"{base}/metrics").text
     total, count = 0.0, 0
@@ -239,17 +237,14 @@ def fidelity() -> list[dict]:
                       f"({FIDELITY_WARMUPS} warmups + {FIDELITY_RUNS} runs)")
             payload = _payload(FIDELITY_MAX_TOKENS)
             records, server_ms = [], []
-            with make_client(sim.base) as client:
+            with ProbeClient(sim.base) as client:
                 for _ in range(FIDELITY_WARMUPS):
-                    chat(client, payload)
-                rtt = []
-                for _ in range(5):  # the kit's "round trip": health latency on the same client
-                    t = time.perf_counter()
-                    client.get("/health")
-                    rtt.append((time.perf_counter() - t) * 1000)
+                    client.chat(payload)
+                # the kit's "round trip": health latency on the same client
+                rtt = [client.request("GET", "/health", expect_json=False).latency_ms for _ in range(5)]
                 first = before = _server_ttft(sim.base)
                 for _ in range(FIDELITY_RUNS):  # /metrics read between requests: per-request server TTFT
-                    records.append(chat(client, payload))
+                    records.append(client.chat(payload))
                     after = _server_ttft(sim.base)
                     server_ms.append(_server_ttft_mean_ms(before, after))
                     before = after
@@ -273,12 +268,11 @@ def fidelity() -> list[dict]:
             # the same client straight to the container's address: what the docker-proxy adds drops out
             direct: list = []
             if sim.direct:
-                try:
-                    with make_client(sim.direct) as client:
-                        chat(client, payload)
-                        direct = [chat(client, payload) for _ in range(FIDELITY_RUNS)]
-                except httpx.HTTPError as exc:
-                    _progress(f"fidelity: direct runs failed: {exc}")
+                with ProbeClient(sim.direct) as client:
+                    client.chat(payload)
+                    direct = [client.chat(payload) for _ in range(FIDELITY_RUNS)]
+                if not any(r.ok for r in direct):
+                    _progress(f"fidelity: direct runs failed: {direct[0].error}")
             direct_ttft = _p([r.ttft_ms for r in direct if r.ok], 50)
             direct_decode = _p([r.decode_tok_s for r in direct if r.ok], 50)
             ok = [r for r in records if r.ok]
@@ -322,67 +316,43 @@ def fidelity() -> list[dict]:
 
 # --- capacity -----------------------------------------------------------------------------
 
-def _capacity_level(sim: Sim, concurrency: int, window_s: float) -> dict:
+def _capacity_level_sync(sim: Sim, window_s: float) -> dict:
+    """One stream back to back through the sync wrapper, as the probes send: set against the
+    async core's row at concurrency 1, what the wrapper costs."""
     payload = _payload(CAPACITY_MAX_TOKENS)
-    client = make_client(sim.target, max_connections=concurrency)
-    warmed = threading.Barrier(concurrency + 1)
-    go = threading.Barrier(concurrency + 1)
-    state: dict[str, float] = {}
-    results: list[list] = [[] for _ in range(concurrency)]
-    warm_fail = [0] * concurrency
-
-    def worker(i: int) -> None:
-        # one warmup each (opens this thread's keep-alive connection), excluded from the figures
-        if not chat(client, payload).ok:
-            warm_fail[i] += 1
-        warmed.wait()
-        go.wait()
-        deadline = state["deadline"]
-        out = results[i]
+    with ProbeClient(sim.target, max_connections=1) as client:
+        warm_fail = int(not client.chat(payload).ok)  # opens the connection; not counted
+        before = _server_ttft(sim.base)
+        srv0, prx0 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        out = []
         while True:
-            out.append(chat(client, payload))
-            if time.perf_counter() >= deadline:
-                break  # every thread completes at least one request, however long it takes
-
-    try:
-        with ThreadPoolExecutor(max_workers=concurrency) as ex:
-            futures = [ex.submit(worker, i) for i in range(concurrency)]
-            warmed.wait()
-            before = _server_ttft(sim.base)
-            srv0, prx0 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
-            cpu0 = time.process_time()
-            t0 = time.perf_counter()
-            state["deadline"] = t0 + window_s
-            go.wait()
-            for f in futures:
-                f.result()
-            wall = time.perf_counter() - t0
-            cpu = time.process_time() - cpu0
-            srv1, prx1 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
-            after = _server_ttft(sim.base)
-    finally:
-        client.close()
-    return _capacity_row(concurrency, results, sum(warm_fail), wall, cpu, (srv0, srv1), (prx0, prx1),
-                         before, after)
+            out.append(client.chat(payload))
+            if time.perf_counter() >= t0 + window_s:
+                break
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        srv1, prx1 = _cpu_s(sim.pid), _cpu_s(sim.proxy_pid)
+        after = _server_ttft(sim.base)
+    return _capacity_row(1, [out], warm_fail, wall, cpu, (srv0, srv1), (prx0, prx1), before, after)
 
 
 def _capacity_level_async(sim: Sim, concurrency: int, window_s: float) -> dict:
-    """The same measurement with the asyncio client: one event loop, ``concurrency`` tasks."""
+    """``concurrency`` streams on the async core, each back to back: one event loop, one task each."""
     payload = _payload(CAPACITY_MAX_TOKENS)
     results: list[list] = [[] for _ in range(concurrency)]
     marks: dict = {}
 
     async def main() -> None:
-        client = AsyncClient(sim.target, max_connections=concurrency)
+        # a few connects at a time: the simulator listens with a backlog of 5
+        client = AsyncProbeClient(sim.target, max_connections=concurrency, connect_at_once=WARMUP_AT_ONCE)
         go = asyncio.Event()
         warm = [0]
         warm_fail = [0]
 
-        opening = asyncio.Semaphore(WARMUP_AT_ONCE)
-
         async def worker(i: int) -> None:
-            async with opening:  # a few connects at a time: the simulator listens with a backlog of 5
-                warmup = await client.chat(payload)  # opens this task's connection; not counted
+            warmup = await client.chat(payload)  # on this task's prewarmed connection; not counted
             if not warmup.ok:
                 warm_fail[0] += 1
                 marks.setdefault("warm_errors", []).append(warmup.error)
@@ -432,13 +402,13 @@ def _capacity_row(concurrency, results, warm_failed, wall, cpu, srv, prx, before
     # the server's histogram gives a mean only, so the client's mean is set against it (p50 against
     # a mean reads wrong once queueing skews the distribution)
     added = None if client_mean is None or server is None else client_mean - server
-    per_thread = [len(out) for out in results]
+    per_stream = [len(out) for out in results]
     errors = sorted({r.error for r in records if r.error})
     return {
         "concurrency": concurrency,
         "requests_ok": len(ok),
         "failed": failed + warm_failed,
-        "min_req_per_thread": min(per_thread),
+        "min_req_per_stream": min(per_stream),
         "wall_s": _r(wall, 1),
         "req_s": _r(len(ok) / wall, 1),
         "tok_s": _r(tokens / wall, 0),
@@ -464,10 +434,15 @@ def _via(sim: Sim) -> str:
 def capacity() -> list[dict]:
     """Probe-client throughput and added TTFT at rising concurrency, one shared client.
 
-    Each thread sends back to back, so from the concurrency where the host (2 cores: client,
+    Each stream sends back to back, so from the concurrency where the host (2 cores: client,
     simulator and docker-proxy together) saturates, TTFT holds queueing time in the client. A
     last row runs the ADDED_TTFT_AT level against a simulator decoding at a realistic 50 tok/s
     (what the kit's probes meet), to tell saturation from the client's own cost.
+
+    Beside the async core's row at 1, one stream through the sync wrapper (the probes' path). There
+    is no sync row at ADDED_TTFT_AT streams: the wrapper serves one caller at a time, and many
+    streams through it (``ProbeClient.chat_many``) are the async core's streams. (Before the one
+    client, a threaded httpx client stood here: threads+httpx vs asyncio.)
     """
     fast = Sim({"SIM_TTFT_MS": 0, "SIM_DECODE_TOK_S": 5000, "SIM_CHUNK_TOKENS": 1, "SIM_PREFILL_MS_PER_TOKEN": 0})
     real = Sim({"SIM_TTFT_MS": 0, "SIM_DECODE_TOK_S": REALISTIC_TOK_S, "SIM_CHUNK_TOKENS": 1,
@@ -478,15 +453,16 @@ def capacity() -> list[dict]:
         _start_all([fast, real])
         for c in CAPACITY_LEVELS:
             _progress(f"capacity: {c} concurrent stream(s), {CAPACITY_WINDOW_S:g} s window, zero-delay simulator, "
-                      f"asyncio client")
-            rows.append({"client": "asyncio", "via": _via(fast), "sim_tok_s": 5000, **_capacity_level_async(fast, c, CAPACITY_WINDOW_S)})
-        _progress(f"capacity: {ADDED_TTFT_AT} streams, threaded httpx client (the probes' client), for comparison")
-        rows.append({"client": "threads+httpx", "via": _via(fast), "sim_tok_s": 5000,
-                     **_capacity_level(fast, ADDED_TTFT_AT, CAPACITY_WINDOW_S)})
-        for name, level in (("asyncio", _capacity_level_async), ("threads+httpx", _capacity_level)):
-            _progress(f"capacity: {ADDED_TTFT_AT} concurrent streams, simulator at {REALISTIC_TOK_S} tok/s, {name}")
-            rows.append({"client": name, "via": _via(real), "sim_tok_s": REALISTIC_TOK_S,
-                         **level(real, ADDED_TTFT_AT, CAPACITY_WINDOW_S)})
+                      f"async core")
+            rows.append({"client": "async", "via": _via(fast), "sim_tok_s": 5000,
+                         **_capacity_level_async(fast, c, CAPACITY_WINDOW_S)})
+            if c == 1:
+                _progress("capacity: 1 stream through the sync wrapper (the probes' path), for comparison")
+                rows.append({"client": "sync wrapper", "via": _via(fast), "sim_tok_s": 5000,
+                             **_capacity_level_sync(fast, CAPACITY_WINDOW_S)})
+        _progress(f"capacity: {ADDED_TTFT_AT} concurrent streams, simulator at {REALISTIC_TOK_S} tok/s, async core")
+        rows.append({"client": "async", "via": _via(real), "sim_tok_s": REALISTIC_TOK_S,
+                     **_capacity_level_async(real, ADDED_TTFT_AT, CAPACITY_WINDOW_S)})
     finally:
         _stop_all([fast, real])
     base_server = rows[0]["server_ttft_ms"] if rows else None
@@ -496,10 +472,10 @@ def capacity() -> list[dict]:
         c, fast_row = row["concurrency"], row["sim_tok_s"] != REALISTIC_TOK_S
         if row["failed"]:
             notes.append(f"{row['failed']} failed: {errors[0][:80]}" if errors else f"{row['failed']} failed")
-        if c == max(CAPACITY_LEVELS) and fast_row and row["client"] == "asyncio":
+        if c == max(CAPACITY_LEVELS) and fast_row and row["client"] == "async":
             notes.append(f"target {c} streams served: "
-                         + ("met" if not row["failed"] and row["min_req_per_thread"] >= 1 else "MISSED"))
-        if c == ADDED_TTFT_AT and row["added_ttft_ms"] is not None and row["client"] == "asyncio":
+                         + ("met" if not row["failed"] and row["min_req_per_stream"] >= 1 else "MISSED"))
+        if c == ADDED_TTFT_AT and row["added_ttft_ms"] is not None and row["client"] == "async":
             notes.append(f"target added TTFT <= {ADDED_TTFT_TARGET_MS:g} ms: "
                          + ("met" if row["added_ttft_ms"] <= ADDED_TTFT_TARGET_MS else "MISSED"))
         server, client = row["server_ttft_ms"], row["client_ttft_p50_ms"]
@@ -512,6 +488,9 @@ def capacity() -> list[dict]:
                 and server < 0.5 * client:
             notes.append(f"client-bound: ~1 core busy (GIL), TTFT is queueing in the client; "
                          f"host {busy:.0f}% of 200%")
+        if row["client"] == "sync wrapper":
+            notes.append(f"the probes' path; no sync row at {ADDED_TTFT_AT} streams: the wrapper serves one "
+                         f"caller at a time, its chat_many runs the async core")
         row["note"] = "; ".join(notes)
     return rows
 
@@ -529,7 +508,7 @@ if __name__ == "__main__":
     print(_table(fid))
     cap = capacity()
     print(f"\n## Probe capacity (zero-delay simulator, {CAPACITY_MAX_TOKENS} tokens per request, "
-          f"{CAPACITY_WINDOW_S:g} s window, each thread back to back; targets: 256 streams with no failure, "
+          f"{CAPACITY_WINDOW_S:g} s window, each stream back to back; targets: 256 streams with no failure, "
           f"added TTFT <= {ADDED_TTFT_TARGET_MS:g} ms at {ADDED_TTFT_AT})\n")
     print(_table(cap))
     _progress(f"total {time.perf_counter() - started:.0f} s")

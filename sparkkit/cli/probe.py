@@ -19,8 +19,8 @@ URL_SUITES = ("standard", "multiturn", "tools", "mcp", "extraction")
 
 
 def _first_model(base_url: str) -> str | None:
-    with http.make_client(base_url, timeout_s=15) as client:
-        rec = http.request(client, "GET", "/v1/models")
+    with http.ProbeClient(base_url, timeout_s=15) as client:
+        rec = client.request("GET", "/v1/models")
     data = rec.body.get("data") if rec.ok and isinstance(rec.body, dict) else None
     return data[0].get("id") if data and isinstance(data[0], dict) else None
 

@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-import httpx
-
 from sparkkit.probe import client as http
 from sparkkit.probe.metrics import summary
 from sparkkit.probe.scoring import (factually_correct, markdown_found, score_extraction, score_tool_call,
@@ -46,7 +44,7 @@ class SuiteResult:
 class Session:
     """One service's client and its circuit breaker."""
 
-    def __init__(self, target: Target, client: httpx.Client, out: Printer):
+    def __init__(self, target: Target, client: http.ProbeClient, out: Printer):
         self.target = target
         self.client = client
         self.out = out
@@ -70,14 +68,14 @@ class Session:
     def chat(self, payload: dict) -> ChatRecord:
         if self._down():
             return failed(self.skipped())
-        record = http.chat(self.client, payload)
+        record = self.client.chat(payload)
         self._note(record.ok or record.chunks > 0, record.http_status, record.error)
         return record
 
     def request(self, method: str, path: str, **kw) -> http.HttpRecord:
         if self._down():
             return http.HttpRecord(ok=False, error=self.skipped(), latency_ms=None, status=None, body=None)
-        record = http.request(self.client, method, path, **kw)
+        record = self.client.request(method, path, **kw)
         self._note(record.ok, record.status, record.error)
         return record
 
@@ -336,7 +334,7 @@ def probe_service(target: Target, suites: dict[str, Suite], *, out: Printer,
                   only: str | None = None, timeout_s: float = 120.0) -> dict:
     """Run the target's suites; returns {"service", "rtt_ms", "results": [...], "quality": [...]}."""
     names = [only] if only else list(target.suites)
-    with http.make_client(target.base_url, timeout_s=timeout_s) as client:
+    with http.ProbeClient(target.base_url, timeout_s=timeout_s) as client:
         s = Session(target, client, out)
         rtts = []
         for _ in range(5):
