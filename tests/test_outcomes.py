@@ -377,6 +377,9 @@ def test_a_failed_deploy_restores_the_previous_release(host):
             if MANIFEST in line:  # the previous release's manifest
                 self.commands.append(line)
                 return Result(rc=0, stdout=release.manifest(cfg=cfg).content.decode(), stderr="")
+            if " logs --no-color " in line:
+                self.commands.append(line)
+                return Result(rc=0, stdout="sim: starting\nsim: not healthy, token flow-secret\n", stderr="")
             if "docker inspect $ids" in line and "==sparkkit:docker==" not in line:
                 self.commands.append(line)
                 restoring = any("r0ld" in c and " up -d " in c for c in self.commands)
@@ -389,6 +392,8 @@ def test_a_failed_deploy_restores_the_previous_release(host):
     result = ops(ex, cfg).deploy(release)
     assert result.outcome is Outcome.RESTORED and result.restored == "r0ld" and result.previous == "r0ld"
     assert "restored previous release r0ld, healthy" in result.message
+    assert "healthcheck reports unhealthy\n  restored previous release r0ld, healthy\n  last log lines of " in result.message
+    assert result.message.endswith("    sim: starting\n    sim: not healthy, token ********")  # secrets masked
 
 
 def test_ctrl_c_while_starting_is_an_interrupted_outcome(host):
