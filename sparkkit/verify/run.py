@@ -106,7 +106,7 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
         deployed = ops.deploy(release)
     except (ConnectionLost, HostUnreachable):  # not "refused": the host's state is unknown, the caller says so
         raise
-    except OperationError as exc:  # a remote command failed before the release was live
+    except OperationError as exc:  # a remote command failed and left no outcome (the upload, say)
         return ended(Verdict.DEPLOY_REFUSED, str(exc))
     verdict = after_deploy(deployed.outcome)
     if verdict is not None:
