@@ -56,7 +56,9 @@ def kit(stack: Stack, *extra: str, verify: bool = False, quiet=True, worker: boo
             write_report(run, stack.dir / "reports", secrets.mask)
             ops.stages["report"] = {"seconds": time.perf_counter() - t, "round_trips": 0}
         else:
-            ops.deploy(release)
+            result = ops.deploy(release)
+            if result.exit_code:  # a failed deploy is no timing to report
+                raise SystemExit(f"bench: {result.message}")
         connections = ex.connections
     finally:
         ex.close()

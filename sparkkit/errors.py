@@ -14,7 +14,8 @@ class InputError(Exception):
 
 
 class OperationError(Exception):
-    """An operation on a host failed. Exit code 1; the message says what was restored."""
+    """An operation on a host failed before it reached an outcome (a restore, a rollback, Ctrl-C
+    and the rest are outcomes: ``sparkkit.deploy.outcome``). Exit code 1."""
 
 
 class RemoteCommandError(OperationError):
@@ -34,11 +35,3 @@ class HostUnreachable(OperationError):
 
 class ConnectionLost(OperationError):
     """The SSH connection dropped; the command in flight may or may not have run to its end."""
-
-
-class NeedsAttention(OperationError):
-    """A restore or rollback failed: the host is not in a state the kit could vouch for. Exit code 3."""
-
-
-class Interrupted(OperationError):
-    """The operator pressed Ctrl-C; the message says what state the host was left in. Exit code 130."""

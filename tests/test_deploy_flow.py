@@ -8,6 +8,7 @@ import pytest
 from sparkkit.host.commands import SECTION
 from sparkkit.inventory.build import build_config
 from sparkkit.deploy.apply import HostOps, specs_of
+from sparkkit.deploy.outcome import Outcome, Verdict
 from sparkkit.errors import OperationError
 from sparkkit.host.executor import Result
 from sparkkit.host.fake import FakeHost
@@ -52,6 +53,7 @@ def test_noop_is_two_round_trips_and_starts_nothing(setup):
         release.id, [release.id], inspect_json(names)), stderr=""))])
     outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert not outcome.changed
+    assert outcome.outcome is Outcome.UNCHANGED and outcome.exit_code == 0
     assert len(ex.commands) == 2  # preflight, audit
     assert not any("compose" in c and " up " in c for c in ex.commands)
     assert "noop" in ex.commands[-1]
@@ -66,6 +68,8 @@ def test_first_deploy_order(setup):
     ])
     outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
     assert outcome.changed
+    assert outcome.outcome is Outcome.LIVE and outcome.previous is None
+    assert outcome.message.endswith("is live (previous: none)")
     kinds = kinds_of(ex.commands)
     assert kinds == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
     assert "--remove-orphans" in ex.commands[3] and "vllm-nemotron" not in ex.commands[3]
@@ -145,8 +149,9 @@ def test_preflight_problem_touches_nothing(setup):
     cfg, release, _ = setup
     text = preflight_text(None, [], "[]").replace("2.40.3", "ERROR")
     ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=text, stderr=""))])
-    with pytest.raises(OperationError, match="Compose v2 not found"):
-        HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
+    result = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
+    assert result.outcome is Outcome.REFUSED and result.exit_code == 1
+    assert "Compose v2 not found" in result.message and "preflight failed, nothing was changed" in result.message
     assert len(ex.commands) == 1
 
 
@@ -157,6 +162,7 @@ def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
     ex = FakeHost([("ACQUIRED", Result(rc=0, stdout='HELD\n{"who": "bob@ci", "since": "t"}\n', stderr=""))])
     run = deploy_and_verify(HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS), release, {})
     assert run.decision == "not started: the host is locked" and "locked by bob@ci" in run.deploy_error
+    assert run.verdict is Verdict.LOCKED and run.exit_code == 1
     assert len(ex.commands) == 1 and "ACQUIRED" in ex.commands[0]
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from sparkkit.errors import InputError
-from sparkkit.fleet.plan import (DEPLOY_FAILED, FAILED, LOST, PARTNER_FAILED, PASSED, SKIPPED, UNREACHABLE,
-                                 batches, fleet_verdict, names_a_fleet, partners_to_roll_back, resolve_hosts,
-                                 stop_reason)
+from sparkkit.fleet.plan import (HostStatus, batches, fleet_verdict, names_a_fleet, partners_to_roll_back,
+                                 resolve_hosts, stop_reason)
 from sparkkit.inventory.layers import group_members
 
 from .projects import make_project
 
+PASSED, FAILED, DEPLOY_FAILED, UNREACHABLE, LOST, PARTNER_FAILED, SKIPPED = (
+    HostStatus.PASSED, HostStatus.FAILED, HostStatus.DEPLOY_FAILED, HostStatus.UNREACHABLE, HostStatus.LOST,
+    HostStatus.PARTNER_FAILED, HostStatus.SKIPPED)
 HOSTS = ["a", "b", "c", "d", "e"]
 GROUPS = {"all": HOSTS, "left": ["a", "b"], "right": ["d", "c"], "empty": []}
 

@@ -15,8 +15,6 @@ from sparkkit.fleet.run import HostTarget, run_fleet
 from sparkkit.inventory.layers import all_hosts, group_members
 from sparkkit.inventory.placement import placement_groups
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ATTENTION = 0, 1, 2, 3
-
 
 def load_targets(args, load_one: Callable) -> tuple[list[HostTarget], list[tuple[str, ...]]]:
     project = args.project_dir
@@ -63,7 +61,4 @@ def run_fleet_command(args, *, load_one: Callable, say: Callable[[str], None]) -
     print(mask(tabulate(rows, ["host", "result", "release", "time", "decision"])))
     print(f"wall time {fleet.seconds:.1f} s; summary: {folder / 'summary.md'}")
     sys.stdout.flush()
-    if fleet.verdict.passed:
-        return EXIT_OK
-    # as for one host: 3 when some host needs a person (a failed restore or rollback, or lost mid-run)
-    return EXIT_ATTENTION if any(r.attention for r in fleet.results) else EXIT_FAILED
+    return fleet.exit_code

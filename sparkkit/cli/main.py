@@ -18,12 +18,16 @@ from tabulate import tabulate
 from sparkkit import __version__
 from sparkkit.inventory.build import build_config
 from sparkkit.inventory.model import HostConfig, accepting_new_host_key
-from sparkkit.errors import InputError, Interrupted, NeedsAttention, OperationError
+from sparkkit.deploy.outcome import EXIT_ATTENTION, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DeployResult
+from sparkkit.errors import InputError, OperationError
 from sparkkit.inventory.layers import load_host_layers
 from sparkkit.release.render import Release, render_release
 from sparkkit.inventory.secrets import Secrets, load_secrets
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ATTENTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_INPUT = 2  # the other exit codes come with the outcomes (sparkkit.deploy.outcome)
+# how stderr opens a failure, by exit code
+FAILURE_HEADING = {EXIT_FAILED: "FAILED", EXIT_ATTENTION: "FAILED, THE HOST NEEDS ATTENTION",
+                   EXIT_INTERRUPTED: "INTERRUPTED"}
 
 DESCRIPTION = """\
 Deploy and verify an LLM stack (vLLM, Ollama, SearXNG, apps) on a DGX Spark or a rehearsal host,
@@ -205,17 +209,25 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
         if args.command in ("deploy-and-verify", "verify"):
             return run_verification(args, ops, release)
         if args.command == "deploy":
-            outcome = ops.deploy(release, break_lock=args.break_lock)
+            result = ops.deploy(release, break_lock=args.break_lock)
         elif args.command == "rollback":
-            outcome = ops.rollback(args.to, break_lock=args.break_lock)
+            result = ops.rollback(args.to, break_lock=args.break_lock)
         else:
-            outcome = ops.down(break_lock=args.break_lock)
-        print(outcome.message)
-        return EXIT_OK
+            result = ops.down(break_lock=args.break_lock)
+        if result.exit_code == EXIT_OK:
+            print(result.message)
+            return EXIT_OK
     finally:
         for notice in ex.notices:
             _say(notice)
         ex.close()
+    return _failed(result, secrets)
+
+
+def _failed(result: DeployResult, secrets: Secrets) -> int:
+    """A deploy, rollback or down that did not end well: say so after the connection's notices."""
+    print(f"{FAILURE_HEADING[result.exit_code]}: {secrets.mask(result.message)}", file=sys.stderr)
+    return result.exit_code
 
 
 def run_verification(args, ops, release: Release) -> int:
@@ -230,11 +242,7 @@ def run_verification(args, ops, release: Release) -> int:
         run = deploy_and_verify(ops, release, suites, break_lock=args.break_lock)
     folder = write_report(run, args.reports_dir or args.project_dir / "reports", ops.secrets.mask)
     print(ops.secrets.mask(console_summary(run, folder)))
-    if run.interrupted:
-        return EXIT_INTERRUPTED
-    if run.attention:
-        return EXIT_ATTENTION
-    return EXIT_OK if run.passed and not run.deploy_error else EXIT_FAILED
+    return run.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,14 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {secrets.mask(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
-    except Interrupted as exc:
-        print(f"INTERRUPTED: {secrets.mask(str(exc))}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except NeedsAttention as exc:
-        print(f"FAILED, THE HOST NEEDS ATTENTION: {secrets.mask(str(exc))}", file=sys.stderr)
-        return EXIT_ATTENTION
-    except OperationError as exc:
-        print(f"FAILED: {secrets.mask(str(exc))}", file=sys.stderr)
+    except OperationError as exc:  # an error that left no outcome (unreachable, a remote command failed)
+        print(f"{FAILURE_HEADING[EXIT_FAILED]}: {secrets.mask(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)

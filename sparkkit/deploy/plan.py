@@ -1,8 +1,10 @@
-"""Pure decisions for a deploy: start order, preflight verdicts, what to prune, how a start is going."""
+"""Pure decisions for a deploy: start order, preflight verdicts, what to prune, how a start is going,
+and how to undo a release that failed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from sparkkit.host.facts import Container, HostFacts
 
@@ -105,6 +107,23 @@ def prune_candidates(releases_newest_first: list[str], keep: int, protect: set[s
             continue
         out.append(rid)
     return out
+
+
+class Recovery(Enum):
+    """How to undo a release on a host, from what was current before it."""
+
+    RESTORE_PREVIOUS = "restore the previous release"
+    STOP_NEW = "stop the new stack (there was no previous release)"
+    LEAVE_IN_PLACE = "leave it (it was already current before)"
+
+
+def recovery(previous: str | None, release: str) -> Recovery:
+    """``previous``: the release that was current before ``release`` was deployed (None: none was)."""
+    if previous is None:
+        return Recovery.STOP_NEW
+    if previous and previous != release:
+        return Recovery.RESTORE_PREVIOUS
+    return Recovery.LEAVE_IN_PLACE
 
 
 def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...]) -> str | None:

@@ -1,25 +1,64 @@
-"""Pure decisions for a fleet run: which hosts HOST names, in which batches, when a rolling run
-stops, which hosts of a two-host placement must be rolled back, and the overall verdict.
+"""Pure decisions for a fleet run: which hosts HOST names, in which batches, what became of each
+host, when a rolling run stops, which hosts of a two-host placement must be rolled back, the
+overall verdict and the exit code.
 
-No I/O here; ``fleet.py`` acts on these decisions.
+No I/O here; ``fleet.run`` acts on these decisions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
+from sparkkit.deploy.outcome import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, Verdict
 from sparkkit.errors import InputError
 
-# what became of one host in a fleet run
-PASSED = "passed"              # deployed (or already current), every gate passed, kept
-FAILED = "failed"              # gates failed: rolled back (or a first deploy stopped)
-DEPLOY_FAILED = "deploy-failed"  # the deploy itself failed (previous release restored) or was refused
-UNREACHABLE = "unreachable"    # no SSH connection could be opened: nothing on it was touched
-LOST = "lost"                  # the connection dropped mid-run: its state is unknown
-LOCKED = "locked"              # another run holds the host's lock: nothing was touched
-PARTNER_FAILED = "partner-failed"  # passed, but a host it shares a placement with failed: rolled back
-SKIPPED = "skipped"            # not started: the rolling run stopped before its batch
-STATUSES = (PASSED, FAILED, DEPLOY_FAILED, UNREACHABLE, LOST, LOCKED, PARTNER_FAILED, SKIPPED)
+
+class HostStatus(StrEnum):
+    """What became of one host in a fleet run (the values appear in summary.json and summary.md)."""
+
+    PASSED = "passed"  # deployed (or already current), every gate passed, kept
+    FAILED = "failed"  # gates failed: rolled back (or a first deploy stopped)
+    DEPLOY_FAILED = "deploy-failed"  # the deploy itself failed (previous release restored) or was refused
+    UNREACHABLE = "unreachable"  # no SSH connection could be opened: nothing on it was touched
+    LOST = "lost"  # the connection dropped mid-run: its state is unknown
+    LOCKED = "locked"  # another run holds the host's lock: nothing was touched
+    PARTNER_FAILED = "partner-failed"  # passed, but a host it shares a placement with failed: rolled back
+    SKIPPED = "skipped"  # not started: the rolling run stopped before its batch
+
+
+_NOT_DEPLOYED = {Verdict.LOCKED: HostStatus.LOCKED, Verdict.UNREACHABLE: HostStatus.UNREACHABLE,
+                 Verdict.LOST: HostStatus.LOST}
+
+
+def host_status(verdict: Verdict, *, dropped: bool) -> HostStatus:
+    """A host's deploy-and-verify verdict as a fleet status. ``dropped``: its connection dropped
+    during the run; a restore or rollback that then failed means the host was lost."""
+    if dropped and verdict in (Verdict.RESTORE_FAILED, Verdict.ROLLBACK_FAILED):
+        return HostStatus.LOST
+    if verdict in (Verdict.KEPT, Verdict.VERIFIED):
+        return HostStatus.PASSED
+    if verdict in _NOT_DEPLOYED:
+        return _NOT_DEPLOYED[verdict]
+    return HostStatus.DEPLOY_FAILED if verdict.before_verification else HostStatus.FAILED
+
+
+def cut_off_verdict(*, unreachable: bool, ever_connected: bool) -> Verdict:
+    """The connection failed (``unreachable``: opening one failed; else it dropped): a host never
+    reached was not touched; one reached and then lost is in a state nobody knows."""
+    return Verdict.UNREACHABLE if unreachable and not ever_connected else Verdict.LOST
+
+
+def partner_decision(verdict: Verdict, *, partner: str, previous: str | None, failure: str) -> str:
+    """The decision line of a host undone because its placement partner failed."""
+    match verdict:
+        case Verdict.ROLLED_BACK:
+            return f"rolled back to {previous}: placement partner {partner} failed"
+        case Verdict.FIRST_DEPLOY_STOPPED:
+            return f"stopped (first deploy): placement partner {partner} failed"
+        case Verdict.NOT_ROLLED_BACK:
+            return f"kept (was already current before this run); placement partner {partner} failed"
+    return f"ROLLBACK FAILED after placement partner {partner} failed: {failure}"
 
 
 def resolve_hosts(spec: str, *, hosts: list[str], groups: dict[str, list[str]]) -> tuple[str, ...]:
@@ -82,15 +121,15 @@ def batches(hosts: tuple[str, ...], serial: int | None,
     return out
 
 
-def is_failure(status: str) -> bool:
-    return status not in (PASSED, SKIPPED)
+def is_failure(status: HostStatus) -> bool:
+    return status not in (HostStatus.PASSED, HostStatus.SKIPPED)
 
 
-def failed_percent(statuses: dict[str, str], total: int) -> float:
+def failed_percent(statuses: dict[str, HostStatus], total: int) -> float:
     return 100.0 * sum(is_failure(s) for s in statuses.values()) / total if total else 0.0
 
 
-def stop_reason(statuses: dict[str, str], *, total: int, max_fail_percent: float | None) -> str | None:
+def stop_reason(statuses: dict[str, HostStatus], *, total: int, max_fail_percent: float | None) -> str | None:
     """After a batch of a rolling run: why the run must stop now, or None to go on. Without
     ``max_fail_percent`` the first failed host stops it; with it, failures up to that share of the
     whole fleet are tolerated."""
@@ -106,14 +145,14 @@ def stop_reason(statuses: dict[str, str], *, total: int, max_fail_percent: float
     return None
 
 
-def partners_to_roll_back(statuses: dict[str, str], together: list[tuple[str, ...]]) -> dict[str, str]:
+def partners_to_roll_back(statuses: dict[str, HostStatus], together: list[tuple[str, ...]]) -> dict[str, str]:
     """Hosts that passed while a host of their placement did not: host -> the failed partner."""
     out = {}
     for group in together:
-        bad = [h for h in group if is_failure(statuses.get(h, SKIPPED))]
+        bad = [h for h in group if is_failure(statuses.get(h, HostStatus.SKIPPED))]
         if bad:
             for h in group:
-                if statuses.get(h) == PASSED:
+                if statuses.get(h) == HostStatus.PASSED:
                     out[h] = bad[0]
     return out
 
@@ -125,11 +164,11 @@ class FleetVerdict:
     line: str
 
 
-def fleet_verdict(statuses: dict[str, str], *, stopped: str | None) -> FleetVerdict:
-    counts = {s: sum(1 for v in statuses.values() if v == s) for s in STATUSES}
+def fleet_verdict(statuses: dict[str, HostStatus], *, stopped: str | None) -> FleetVerdict:
+    counts = {s: sum(1 for v in statuses.values() if v == s) for s in HostStatus}
     counts = {k: v for k, v in counts.items() if v}
     total = len(statuses)
-    ok = counts.get(PASSED, 0)
+    ok = counts.get(HostStatus.PASSED, 0)
     passed = ok == total and total > 0
     parts = ", ".join(f"{n} {s}" for s, n in counts.items())
     if passed:
@@ -139,3 +178,11 @@ def fleet_verdict(statuses: dict[str, str], *, stopped: str | None) -> FleetVerd
     if stopped:
         line += f"; rolling run stopped: {stopped}"
     return FleetVerdict(passed=passed, counts=counts, line=line)
+
+
+def fleet_exit_code(verdict: FleetVerdict, attention: list[bool]) -> int:
+    """0 when every host passed; as for one host, 3 when some host needs a person (a failed restore
+    or rollback, or lost mid-run); else 1."""
+    if verdict.passed:
+        return EXIT_OK
+    return EXIT_ATTENTION if any(attention) else EXIT_FAILED

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from sparkkit.fleet import plan as fp
+from sparkkit.fleet.plan import HostStatus
 from sparkkit.fleet.run import FleetRun
 
 
@@ -27,13 +27,13 @@ def render_summary(fleet: FleetRun, folder: Path | None = None) -> str:
            f"- started {fleet.started}, finished {fleet.finished}; wall time {fleet.seconds:.1f} s"
            + (f" (slowest host {max(timed):.1f} s, sum over hosts {sum(timed):.1f} s)" if timed else "")]
     if fleet.stopped:
-        untouched = [r.host for r in fleet.results if r.status == fp.SKIPPED]
+        untouched = [r.host for r in fleet.results if r.status == HostStatus.SKIPPED]
         out.append(f"- rolling run stopped: {fleet.stopped}; left as they were (not touched): "
                    f"{', '.join(untouched) or 'none'}")
     rows = []
     for r in fleet.results:
         gates = f"{r.gates_passed}/{r.gates_total}" if r.gates_total else "-"
-        rows.append([r.host, r.batch or "-", r.status if r.status == fp.PASSED else f"**{r.status}**",
+        rows.append([r.host, r.batch or "-", r.status if r.status == HostStatus.PASSED else f"**{r.status}**",
                      r.release or "-", r.previous or "-", gates, "-" if r.seconds is None else f"{r.seconds:.1f} s",
                      r.decision, _rel(r.report, folder)])
     out += ["", "## Hosts", "", tabulate(rows, ["host", "batch", "result", "release", "previous", "gates", "time",

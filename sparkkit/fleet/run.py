@@ -10,14 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from sparkkit.host import commands as cmd
 from sparkkit.fleet import plan as fp
+from sparkkit.fleet.plan import HostStatus
 from sparkkit.inventory.model import HostConfig
-from sparkkit.deploy.apply import HostOps, now_iso
+from sparkkit.deploy.apply import HostOps
+from sparkkit.deploy.outcome import EXIT_ATTENTION, Outcome, Verdict
+from sparkkit.deploy.plan import Recovery, recovery
+from sparkkit.deploy.session import now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
 from sparkkit.release.render import Release
 from sparkkit.inventory.secrets import Secrets
@@ -32,10 +36,12 @@ class HostTarget:
     release: Release
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class HostResult:
+    """One host's line in the fleet summary."""
+
     host: str
-    status: str
+    status: HostStatus
     batch: int | None
     release: str | None = None
     previous: str | None = None
@@ -74,12 +80,9 @@ class FleetRun:
                 "passed": v.passed, "verdict": v.line, "counts": v.counts,
                 "results": [dict(r.__dict__) for r in self.results]}
 
-
-def classify(run) -> str:
-    """A single host's deploy-and-verify outcome as a fleet status."""
-    if run.deploy_error:
-        return fp.LOCKED if run.decision.startswith("not started: the host is locked") else fp.DEPLOY_FAILED
-    return fp.PASSED if run.passed else fp.FAILED
+    @property
+    def exit_code(self) -> int:
+        return fp.fleet_exit_code(self.verdict, [r.attention for r in self.results])
 
 
 class _Out:
@@ -104,42 +107,35 @@ class _Out:
 def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bool, out: Printer,
                 executor_factory) -> tuple[HostResult, object]:
     """deploy-and-verify one host on its own connection; never raises for a host's failure."""
+    from sparkkit.verify.decide import decision_line
     from sparkkit.verify.report import write_report
-    from sparkkit.verify.run import Verification, deploy_and_verify
+    from sparkkit.verify.run import DEPLOY_AND_VERIFY, Verification, deploy_and_verify
 
     cfg, release = target.cfg, target.release
     start = time.perf_counter()
     ex = executor_factory(cfg)
     ops = HostOps(ex, cfg, out=out, secrets=target.secrets)
-    status = None
     try:
         run = deploy_and_verify(ops, release, suites, break_lock=break_lock)
-        status = classify(run)
-        if status != fp.PASSED and ex.dropped and getattr(run, "attention", False):
-            status = fp.LOST  # the connection dropped and the host could not be put right over a new one
     except (HostUnreachable, ConnectionLost) as exc:
-        run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
-        run.deploy_error = str(exc)
-        if isinstance(exc, HostUnreachable) and not ex.connects:
-            run.decision = "not started: host unreachable; nothing on it was touched"
-            status = fp.UNREACHABLE
-        else:  # it was reachable, then went away mid-run
-            if isinstance(exc, HostUnreachable):
-                run.deploy_error = f"{cfg.name}: the SSH connection was lost mid-run, and reconnecting failed: {exc}"
-            run.decision = ("connection lost mid-run: the host's state is unknown; check it (`sparkkit status`), "
-                            "then rerun (a lock left behind needs --break-lock)")
-            status = fp.LOST
+        verdict = fp.cut_off_verdict(unreachable=isinstance(exc, HostUnreachable),
+                                     ever_connected=bool(ex.connects))
+        error = str(exc)
+        if verdict is Verdict.LOST and isinstance(exc, HostUnreachable):
+            error = f"{cfg.name}: the SSH connection was lost mid-run, and reconnecting failed: {exc}"
+        run = Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, deploy_error=error,
+                           verdict=verdict, decision=decision_line(verdict, host=cfg.name, release=release.id))
     except OperationError as exc:  # a failure the single-host command would also stop on
-        run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
-        run.deploy_error = str(exc)
-        run.decision = "failed before a decision was reached"
-        status = fp.DEPLOY_FAILED
+        run = Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, deploy_error=str(exc),
+                           verdict=Verdict.ERROR,
+                           decision=decision_line(Verdict.ERROR, host=cfg.name, release=release.id))
     finally:
         for notice in ex.notices:
             out(notice)
         ex.close()
-    run.finished = run.finished or now_iso()
-    run.stages = run.stages or ops.stages
+    # the connection dropped and the host could not be put right over a new one: lost
+    status = fp.host_status(run.verdict, dropped=bool(ex.dropped))
+    run = replace(run, finished=run.finished or now_iso(), stages=run.stages or ops.stages)
     mask = target.secrets.mask
     folder = write_report(run, reports_dir, mask)
     out(mask(f"{status}: {run.decision} (report: {folder / 'report.md'})"))
@@ -149,39 +145,52 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
         failed_gates=[f"{g.service}/{g.name}" for g in run.gates if not g.passed],
         seconds=round(time.perf_counter() - start, 2), report=str(folder / "report.md"),
         error=mask(run.deploy_error) if run.deploy_error else None,
-        attention=bool(getattr(run, "attention", False)) or status == fp.LOST)
+        attention=run.exit_code == EXIT_ATTENTION)
     return result, run
 
 
 def roll_back_partner(target: HostTarget, result: HostResult, run, partner: str, *, reports_dir: Path,
-                      out: Printer, executor_factory) -> None:
+                      out: Printer, executor_factory) -> HostResult:
     """A host that passed but shares a placement with a failed host goes back as well."""
+    from sparkkit.verify.decide import after_gates
     from sparkkit.verify.report import write_report
 
     cfg = target.cfg
+    step = recovery(run.deployed.previous, run.release)
     ex = executor_factory(cfg)
-    ops = HostOps(ex, cfg, out=out, secrets=target.secrets)
     try:
-        if result.previous:
-            out(f"placement partner {partner} failed: rolling back to {result.previous}")
-            ops.rollback(result.previous)
-            decision = f"rolled back to {result.previous}: placement partner {partner} failed"
-        elif result.previous is None and run.deploy_message and "previous: none" in run.deploy_message:
-            out(f"placement partner {partner} failed: stopping this first deploy")
-            ops.down()
-            ex.run(cmd.clear_current(cfg.root))
-            decision = f"stopped (first deploy): placement partner {partner} failed"
-        else:
-            decision = f"kept (was already current before this run); placement partner {partner} failed"
-    except OperationError as exc:
-        decision = f"ROLLBACK FAILED after placement partner {partner} failed: {exc}"
+        undone, failure = _undo(HostOps(ex, cfg, out=out, secrets=target.secrets), step, result.previous,
+                                partner, out)
     finally:
         ex.close()
-    result.status = fp.PARTNER_FAILED
-    result.decision = target.secrets.mask(decision)
-    run.decision = decision
+    verdict = after_gates(passed=False, step=step, keep_first=False, undone=undone)
+    decision = fp.partner_decision(verdict, partner=partner, previous=result.previous, failure=failure)
+    run = replace(run, verdict=verdict, decision=decision)
     write_report(run, reports_dir, target.secrets.mask)
+    result = replace(result, status=HostStatus.PARTNER_FAILED, decision=target.secrets.mask(decision),
+                     attention=run.exit_code == EXIT_ATTENTION)
     out(result.decision)
+    return result
+
+
+def _undo(ops: HostOps, step: Recovery, previous: str | None, partner: str,
+          out: Printer) -> tuple[Outcome | None, str]:
+    """Roll back to ``previous``, or stop a first deploy: (the outcome, its message); (None, the
+    error) when that raised."""
+    try:
+        if step is Recovery.RESTORE_PREVIOUS:
+            out(f"placement partner {partner} failed: rolling back to {previous}")
+            done = ops.rollback(previous)
+        elif step is Recovery.STOP_NEW:
+            out(f"placement partner {partner} failed: stopping this first deploy")
+            done = ops.down()
+            if done.outcome is Outcome.STOPPED:
+                ops.ex.run(cmd.clear_current(ops.cfg.root))
+        else:
+            return None, ""
+    except OperationError as exc:
+        return None, str(exc)
+    return done.outcome, done.message
 
 
 def run_fleet(targets: list[HostTarget], *, spec: str, serial: int | None, max_fail_percent: float | None,
@@ -203,7 +212,7 @@ def run_fleet(targets: list[HostTarget], *, spec: str, serial: int | None, max_f
     for number, batch in enumerate(plan, 1):
         if fleet.stopped:
             for host in batch:
-                results[host] = HostResult(host=host, status=fp.SKIPPED, batch=number,
+                results[host] = HostResult(host=host, status=HostStatus.SKIPPED, batch=number,
                                            decision="not touched: the rolling run stopped before this batch")
             continue
         if len(plan) > 1:
@@ -214,13 +223,13 @@ def run_fleet(targets: list[HostTarget], *, spec: str, serial: int | None, max_f
                                          executor_factory=executor_factory) for host in batch}
             done = {host: f.result() for host, f in futures.items()}
         for host, (result, _) in done.items():
-            result.batch = number
-            results[host] = result
+            results[host] = replace(result, batch=number)
         statuses = {h: r.status for h, r in results.items()}
         for host, partner in fp.partners_to_roll_back(statuses, list(together)).items():
             if host in done:
-                roll_back_partner(by_host[host], results[host], done[host][1], partner, reports_dir=reports_dir,
-                                  out=printer.for_host(host), executor_factory=executor_factory)
+                results[host] = roll_back_partner(by_host[host], results[host], done[host][1], partner,
+                                                  reports_dir=reports_dir, out=printer.for_host(host),
+                                                  executor_factory=executor_factory)
         if serial is not None and number < len(plan):
             fleet.stopped = fp.stop_reason({h: r.status for h, r in results.items()}, total=len(hosts),
                                            max_fail_percent=max_fail_percent)

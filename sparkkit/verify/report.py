@@ -21,7 +21,7 @@ def _n(value, unit="", digits=1) -> str:
 
 
 def verdict_line(run: Verification) -> str:
-    if run.deploy_error:
+    if run.verdict.before_verification:
         return f"FAIL — the deploy itself failed ({run.decision})"
     failed = [g for g in run.gates if not g.passed]
     if not failed:

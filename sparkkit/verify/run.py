@@ -1,30 +1,31 @@
-"""deploy-and-verify and verify: probe the live release, read memory and crash facts, judge the
-gates, keep or roll back, and hand everything to the report."""
+"""deploy-and-verify and verify: deploy, measure the live release, keep it or undo it, and return
+one Verification (what the report says). The decisions are ``decide``'s; this module acts on them."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Callable
 
+from sparkkit.deploy.apply import HostOps
+from sparkkit.deploy.lock import LockHeld
+from sparkkit.deploy.outcome import DeployResult, Outcome, Verdict
+from sparkkit.deploy.plan import Recovery, recovery
+from sparkkit.deploy.session import now_iso
+from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
 from sparkkit.host import commands as cmd
-from sparkkit.inventory.model import HostConfig
-from sparkkit.deploy.apply import DeployFailed, HostOps, LockHeld, now_iso
-from sparkkit.errors import ConnectionLost, HostUnreachable, Interrupted, NeedsAttention, OperationError
-from sparkkit.verify.gates import Gate, crash_facts, evaluate, parse_logs, service_metrics
-from sparkkit.verify.memory import account, read_memory_facts
-from sparkkit.probe.runner import probe_service
 from sparkkit.probe.suites import Suite
-from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
 from sparkkit.release.render import Release
+from sparkkit.verify.decide import (after_deploy, after_gates, after_verify_only, decision_line, rollback_failure,
+                                    to_undo)
+from sparkkit.verify.gates import Gate
+from sparkkit.verify.measure import Measurement, effective_settings, measure, store_results
 
-Printer = Callable[[str], None]
+DEPLOY_AND_VERIFY = "deploy-and-verify"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Verification:
-    """Everything a report says about one run."""
+    """Everything a report says about one run, and its verdict."""
 
     host: str
     action: str  # "deploy-and-verify" or "verify"
@@ -42,193 +43,150 @@ class Verification:
     gates: list = field(default_factory=list)
     baseline: dict | None = None  # the last passing release's results on this host
     metrics: dict = field(default_factory=dict)
-    passed: bool = False
-    decision: str = ""
+    passed: bool = False  # every gate passed
+    decision: str = ""  # the verdict in words (``decide.decision_line``)
     stages: dict = field(default_factory=dict)  # stage -> {"seconds", "round_trips"}
-    interrupted: bool = False  # Ctrl-C: exit 130
-    attention: bool = False  # a restore or rollback failed: exit 3
+    verdict: Verdict
+    deployed: DeployResult | None = None  # what the deploy step did (None: it did not run)
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code
+
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C: exit 130."""
+        return self.verdict in (Verdict.INTERRUPTED, Verdict.UNVERIFIED)
+
+    @property
+    def attention(self) -> bool:
+        """A restore or rollback failed: exit 3."""
+        return self.verdict in (Verdict.RESTORE_FAILED, Verdict.ROLLBACK_FAILED)
 
     def to_json(self) -> dict:
-        out = dict(self.__dict__)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("verdict", "deployed")}
         out["gates"] = [g.to_json() if isinstance(g, Gate) else g for g in self.gates]
         out["crashes"] = [c.to_json() if hasattr(c, "to_json") else c for c in self.crashes]
+        out["interrupted"] = self.interrupted
+        out["attention"] = self.attention
         return out
 
 
-def effective_settings(cfg: HostConfig) -> list[dict]:
-    """What was measured: image, command with flags, environment; secret values masked."""
-    return [{"service": s.name, "image": s.image, "command": list(s.entrypoint or ()) + list(s.argv()),
-             "env": dict(s.env), "secret_env": {name: "********" for name, _ in s.secret_env}}
-            for s in cfg.services]
-
-
-def _read_baseline(ops: HostOps) -> dict | None:
-    text = ops.ex.run(cmd.read_last_pass(ops.cfg.root)).stdout
-    head, _, body = text.partition("\n")
-    if not head.strip() or not body.strip():
-        return None
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) and data.get("release") == head.strip() else None
-
-
-def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], run: Verification, *, since_iso: str,
-            before: dict | None = None) -> None:
-    """Probe every service, then read crash and memory facts and judge the gates (fills ``run``).
-    ``before``: the containers by service as the verification starts (read here when not given)."""
-    if before is None:
-        with ops.stage("facts"):
-            before = {c.service: c for c in ops.containers()}
-    for svc, names in targets_for(cfg, suites):
-        if needs_tunnel(cfg):
-            base = f"http://127.0.0.1:{ops.ex.forward(svc.port, cfg.bind_address)}"
-        else:
-            base = f"http://{cfg.ssh.address}:{svc.port}"
-        ops.out(f"  probing {svc.name}: {', '.join(names)}")
-        with ops.stage("probes"):
-            target = make_target(svc, names, base)
-            run.probes.append(probe_service(target, suites, out=lambda line: ops.out("  " + line)))
-    with ops.stage("facts"):
-        after = {c.service: c for c in ops.containers()}
-        logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso), timeout_s=120).stdout)
-    run.crashes = crash_facts(services=[s.name for s in cfg.services], before=before, after=after,
-                              logs={k: ops.secrets.mask(v) for k, v in logs.items()},
-                              signatures={s.name: s.crash_signatures for s in cfg.services})
-    memory = None
-    with ops.stage("facts"):
-        try:
-            facts = read_memory_facts(ops.ex, cfg.project, local=ops.ex.is_local)
-            memory = account(facts, gpu=cfg.gpu)
-            run.memory = asdict(memory)
-        except OperationError as exc:
-            run.memory = {"error": str(exc)}
-        run.baseline = _read_baseline(ops)
-    with ops.stage("gates"):
-        run.metrics = {p["service"]: service_metrics(p) for p in run.probes}
-        run.gates = evaluate(cfg=cfg, probes=run.probes, headroom_gib=memory.headroom_gib if memory else None,
-                             crashes=run.crashes, previous=run.baseline)
-        run.passed = all(g.passed for g in run.gates)
-
-
-def _store_results(ops: HostOps, run: Verification) -> None:
-    data = {"release": run.release, "passed": run.passed, "ts": now_iso(), "metrics": run.metrics}
-    ops.ex.run(cmd.write_results(ops.cfg.root, run.release, passed=run.passed),
-               stdin=json.dumps(data, indent=1).encode())
+def _measured(m: Measurement) -> dict:
+    return {"probes": m.probes, "memory": m.memory, "crashes": m.crashes, "gates": m.gates, "baseline": m.baseline,
+            "metrics": m.metrics, "passed": m.passed}
 
 
 def deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite], *,
                       break_lock: bool = False) -> Verification:
     """The lock is held from the deploy to the decision, so no other run can slip in between."""
     try:
-        with ops.locked("deploy-and-verify", release.id, break_lock=break_lock):
+        with ops.locked(DEPLOY_AND_VERIFY, release.id, break_lock=break_lock):
             return _deploy_and_verify(ops, release, suites)
     except LockHeld as exc:
-        run = Verification(host=ops.cfg.name, action="deploy-and-verify", release=release.id)
-        run.deploy_error = str(exc)
-        run.decision = "not started: the host is locked"
-        run.finished = now_iso()
-        return run
+        return Verification(host=ops.cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, deploy_error=str(exc),
+                            verdict=Verdict.LOCKED, finished=now_iso(),
+                            decision=decision_line(Verdict.LOCKED, host=ops.cfg.name, release=release.id))
 
 
 def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite]) -> Verification:
     cfg = ops.cfg
-    run = Verification(host=cfg.name, action="deploy-and-verify", release=release.id)
-    run.settings = effective_settings(cfg)
+    started = now_iso()
+    settings = effective_settings(cfg)
     since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def ended(verdict: Verdict, error: str, deployed: DeployResult | None = None) -> Verification:
+        return Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, started=started,
+                            settings=settings, deploy_error=error, verdict=verdict, deployed=deployed,
+                            decision=decision_line(verdict, host=cfg.name, release=release.id,
+                                                   restored=deployed.restored if deployed else None),
+                            finished=now_iso())
+
     try:
-        outcome = ops.deploy(release)
-    except Interrupted as exc:
-        run.deploy_error = str(exc)
-        run.interrupted = True
-        run.decision = "interrupted during the deploy (Ctrl-C)"
-        run.finished = now_iso()
-        return run
-    except DeployFailed as exc:
-        run.deploy_error = str(exc)
-        run.attention = isinstance(exc, NeedsAttention)
-        run.decision = (f"deploy failed; restored {exc.restored}" if exc.restored
-                        else "DEPLOY AND RESTORE FAILED: the host needs attention" if run.attention
-                        else "deploy failed; nothing kept")
-        run.finished = now_iso()
-        return run
+        deployed = ops.deploy(release)
     except (ConnectionLost, HostUnreachable):  # not "refused": the host's state is unknown, the caller says so
         raise
-    except OperationError as exc:  # preflight, lock, image pull: nothing running was changed
-        run.deploy_error = str(exc)
-        run.decision = "deploy refused before anything running was changed"
-        run.finished = now_iso()
-        return run
-    run.deploy_message = outcome.message
-    already_current = outcome.previous == release.id  # a no-op, or the same release restarted
-    run.previous = None if already_current else outcome.previous
+    except OperationError as exc:  # a remote command failed and left no outcome (the upload, say)
+        return ended(Verdict.DEPLOY_REFUSED, str(exc))
+    verdict = after_deploy(deployed.outcome)
+    if verdict is not None:
+        return ended(verdict, deployed.message, deployed)
+    step = recovery(deployed.previous, release.id)
+    previous = deployed.previous if step is Recovery.RESTORE_PREVIOUS else None
     with ops.stage("facts"):
         before = {c.service: c for c in ops.containers()}
     # None: the same container as before the deploy (not restarted, nothing to time)
-    run.startup_s = {s.name: (None if before.get(s.name) and before[s.name].id == ops.ids_before.get(s.name)
-                              else ops.startup_s.get(s.name)) for s in cfg.services}
+    startup_s = {s.name: (None if before.get(s.name) and before[s.name].id == ops.ids_before.get(s.name)
+                          else ops.startup_s.get(s.name)) for s in cfg.services}
     ops.out(f"{cfg.name}: verifying release {release.id}")
+    m = Measurement()
+
+    def verification(verdict: Verdict, decision: str) -> Verification:
+        return Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, previous=previous,
+                            started=started, finished=now_iso(), deploy_message=deployed.message,
+                            startup_s=startup_s, settings=settings, **_measured(m), decision=decision,
+                            stages=ops.stages, verdict=verdict, deployed=deployed)
+
     try:
-        measure(ops, cfg, suites, run, since_iso=since, before=before)
+        measure(ops, cfg, suites, m, since_iso=since, before=before)
         with ops.stage("store results"):
-            _store_results(ops, run)
+            store_results(ops, release.id, m)
     except KeyboardInterrupt:
-        run.interrupted = True
-        run.passed = False
-        run.decision = (f"interrupted during verification (Ctrl-C): release {release.id} stays live, unverified; "
-                        f"run `sparkkit verify {cfg.name}` to judge it, or `sparkkit rollback {cfg.name}`")
-        ops.out(f"{cfg.name}: {run.decision}")
+        m.passed = False
+        decision = decision_line(Verdict.UNVERIFIED, host=cfg.name, release=release.id)
+        ops.out(f"{cfg.name}: {decision}")
         try:
             ops.audit("verify", release.id, "interrupted")
         except OperationError:
             pass
-        run.finished = now_iso()
-        run.stages = ops.stages
-        return run
+        return verification(Verdict.UNVERIFIED, decision)
     except OperationError as exc:  # e.g. the connection dropped: an unverified release is not kept
         ops.out(f"{cfg.name}: verification could not finish: {exc}")
-        run.passed = False
-        run.gates = [*run.gates, Gate(name="verification finished", service="host", observed="no",
-                                      threshold="yes", passed=False, why=ops.secrets.mask(str(exc)))]
-    failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]
-    ops.audit("verify", release.id, "pass" if run.passed else "fail", failed_gates=failed)
-    if run.passed:
-        run.decision = "kept"
-    elif already_current:
-        run.decision = "not rolled back: this release was already current before this run"
-    elif run.previous:
-        ops.out(f"{cfg.name}: gates failed ({', '.join(failed)}); rolling back to {run.previous}")
+        m.passed = False
+        m.gates = [*m.gates, Gate(name="verification finished", service="host", observed="no",
+                                  threshold="yes", passed=False, why=ops.secrets.mask(str(exc)))]
+    failed = [f"{g.service}/{g.name}" for g in m.gates if not g.passed]
+    ops.audit("verify", release.id, "pass" if m.passed else "fail", failed_gates=failed)
+    keep_first = cfg.gates.first_deploy_failure != "stop"
+    undo = to_undo(passed=m.passed, step=step, keep_first=keep_first)
+    undone, failure = _undo(ops, undo, previous, failed)
+    verdict = after_gates(passed=m.passed, step=step, keep_first=keep_first, undone=undone)
+    return verification(verdict, decision_line(verdict, host=cfg.name, release=release.id, previous=previous,
+                                               failure=failure))
+
+
+def _undo(ops: HostOps, undo: Recovery | None, previous: str | None, failed: list[str]) -> tuple[Outcome | None, str]:
+    """Roll back to ``previous``, or stop a first deploy: (the outcome, its failure text if it failed)."""
+    cfg = ops.cfg
+    if undo is Recovery.RESTORE_PREVIOUS:
+        ops.out(f"{cfg.name}: gates failed ({', '.join(failed)}); rolling back to {previous}")
         try:
-            ops.rollback(run.previous, break_lock=False)
-            run.decision = f"rolled back to {run.previous} (healthy)"
+            result = ops.rollback(previous, break_lock=False)
         except OperationError as exc:
-            run.attention = True
-            text = str(exc)
-            run.decision = text if text.startswith("ROLLBACK FAILED") else f"ROLLBACK FAILED: {text}"
-    elif cfg.gates.first_deploy_failure == "stop":
+            return None, rollback_failure(None, str(exc))
+    elif undo is Recovery.STOP_NEW:
         ops.out(f"{cfg.name}: gates failed on a first deploy; stopping it")
-        ops.down()
-        ops.ex.run(cmd.clear_current(cfg.root))
-        run.decision = "stopped: first deploy failed its gates (host left without a running stack)"
+        result = ops.down()
+        if result.outcome is Outcome.STOPPED:
+            ops.ex.run(cmd.clear_current(cfg.root))
     else:
-        run.decision = "kept running although it failed (first deploy, first_deploy_failure: keep)"
-    run.finished = now_iso()
-    run.stages = ops.stages
-    return run
+        return None, ""
+    return result.outcome, rollback_failure(result.outcome, result.message)
 
 
 def verify_only(ops: HostOps, suites: dict[str, Suite]) -> Verification:
     cfg = ops.cfg
     facts = ops.facts()
-    run = Verification(host=cfg.name, action="verify", release=facts.current_release)
-    run.settings = effective_settings(cfg)
+    started = now_iso()
     if facts.current_release is None:
         raise OperationError(f"{cfg.name}: no release is live; deploy first")
+    settings = effective_settings(cfg)
     since = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    measure(ops, cfg, suites, run, since_iso=since)
-    failed = [f"{g.service}/{g.name}" for g in run.gates if not g.passed]
-    ops.audit("verify", run.release, "pass" if run.passed else "fail", failed_gates=failed)
-    run.decision = "verified" if run.passed else "verification failed (nothing changed)"
-    run.finished = now_iso()
-    return run
+    m = Measurement()
+    measure(ops, cfg, suites, m, since_iso=since)
+    failed = [f"{g.service}/{g.name}" for g in m.gates if not g.passed]
+    ops.audit("verify", facts.current_release, "pass" if m.passed else "fail", failed_gates=failed)
+    verdict = after_verify_only(m.passed)
+    return Verification(host=cfg.name, action="verify", release=facts.current_release, started=started,
+                        settings=settings, **_measured(m), verdict=verdict, finished=now_iso(),
+                        decision=decision_line(verdict, host=cfg.name, release=facts.current_release))

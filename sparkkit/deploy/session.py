@@ -1,0 +1,93 @@
+"""What every step on one host shares: the executor (one SSH connection), the config, the printer,
+the secrets to mask, stage timing, and the reads and the audit line every command needs."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Callable
+
+from sparkkit.deploy.plan import ServiceSpec
+from sparkkit.errors import OperationError
+from sparkkit.host import commands as cmd
+from sparkkit.host.facts import HostFacts, parse_containers, parse_preflight
+from sparkkit.host.executor import Executor
+from sparkkit.inventory.model import HostConfig
+from sparkkit.inventory.secrets import Secrets
+from sparkkit.release.render import COMPOSE_FILE
+
+Printer = Callable[[str], None]
+
+
+class Refused(OperationError):
+    """Refused before anything running was changed: a missing or damaged release, an image."""
+
+
+def who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class HostSession:
+    """One executor, one config, one printer; what this run spent in each stage."""
+
+    def __init__(self, ex: Executor, cfg: HostConfig, *, out: Printer, secrets: Secrets | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.ex = ex
+        self.cfg = cfg
+        self.out = out
+        self.secrets = secrets or Secrets({})
+        self.sleep = sleep
+        self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
+        self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
+        self.current_stage = "start"
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage and count its SSH round trips (for the report and `make bench`)."""
+        start, trips = time.perf_counter(), self.ex.round_trips
+        self.current_stage = name
+        try:
+            yield
+        finally:
+            entry = self.stages.setdefault(name, {"seconds": 0.0, "round_trips": 0})
+            entry["seconds"] += time.perf_counter() - start
+            entry["round_trips"] += self.ex.round_trips - trips
+
+    # -- reads -------------------------------------------------------------------------------
+    def facts(self, images: list[str] = ()) -> HostFacts:
+        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu),
+                             timeout_s=60)
+        return parse_preflight(result.stdout)
+
+    def containers(self):
+        return parse_containers(self.ex.run(cmd.containers(self.cfg.project), timeout_s=60).stdout)
+
+    def compose_file(self, release_id: str) -> str:
+        return f"{self.cfg.root}/releases/{release_id}/{COMPOSE_FILE}"
+
+    def manifest_specs(self, release_id: str) -> list[ServiceSpec]:
+        result = self.ex.run(cmd.read_manifest(self.cfg.root, release_id), check=False)
+        if result.rc != 0:
+            raise Refused(f"{self.cfg.name}: release {release_id} is missing or damaged "
+                          f"(no {self.cfg.root}/releases/{release_id}/release.json)")
+        try:
+            return [ServiceSpec.from_manifest(item) for item in json.loads(result.stdout)["services"]]
+        except (ValueError, KeyError, TypeError):
+            raise Refused(f"{self.cfg.name}: release {release_id} has a damaged release.json") from None
+
+    # -- the audit log -----------------------------------------------------------------------
+    def audit_argv(self, action: str, release: str | None, result: str, **extra) -> list[str]:
+        line = json.dumps({"ts": now_iso(), "who": who(), "host": self.cfg.name, "action": action,
+                           "release": release, "result": result, **extra}, sort_keys=True)
+        return cmd.append_audit(self.cfg.root, self.secrets.mask(line))
+
+    def audit(self, action: str, release: str | None, result: str, **extra) -> None:
+        self.ex.run(self.audit_argv(action, release, result, **extra))
