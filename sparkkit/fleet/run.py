@@ -2,7 +2,7 @@
 
 Each host gets its own SSH connection, its own lock (taken by deploy-and-verify) and its own
 report; the decisions (batches, when to stop, which placement partner to roll back, the verdict)
-come from ``fleet_plan``. Hosts run in threads: no state is shared between them but the printer.
+come from ``fleet.plan``. Hosts run in threads: no state is shared between them but the printer.
 """
 
 from __future__ import annotations
