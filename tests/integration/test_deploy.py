@@ -14,8 +14,9 @@ import urllib.request
 import pytest
 
 from sparkkit.cli.main import main
+from testbed.stack import PORTS
 
-from .conftest import PORTS, SECRET
+from .conftest import SECRET
 
 pytestmark = pytest.mark.integration
 SERVICES = set(PORTS)

@@ -11,11 +11,12 @@ from datetime import datetime
 import pytest
 
 from sparkkit.cli.main import main
+from testbed.fleet import Fleet, host_name, netns, netns_problem, pub_addr
 
 from .conftest import require
-from .fleet_hosts import Fleet, host_name, netns, netns_problem, pub_addr
 
-pytestmark = pytest.mark.integration
+# one group with the other fleet module: both use the namespaces skit-fleet-1..3 (run one at a time)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("netns")]
 
 
 @pytest.fixture(scope="module")

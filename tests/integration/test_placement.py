@@ -12,24 +12,21 @@ import pytest
 import yaml
 
 from sparkkit.cli.main import main
+from testbed.fleet import FAST, Fleet, host_name, netns, netns_problem, pub_addr
+from testbed.stack import images_problem, port_base
 
-from .conftest import PORT_BASE, require
-from .fleet_hosts import FAST, Fleet, host_name, netns, netns_problem, pub_addr
+from .conftest import require
 
-pytestmark = pytest.mark.integration
+# one group with the other fleet module: both use the namespaces skit-fleet-1..3 (run one at a time)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("netns")]
 
 IMAGE = "sparkkit-rehearsal-vllm-ray:latest"
-BIG_PORT, RAY_PORT = 18005 + PORT_BASE, 16379 + PORT_BASE
-
-
-def image_problem() -> str | None:
-    done = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True)
-    return None if done.returncode == 0 else f"image {IMAGE} missing: run `make testbed`"
+BIG_PORT, RAY_PORT = 18005 + port_base(), 16379 + port_base()
 
 
 @pytest.fixture(scope="module")
 def pair(testbed, tmp_path_factory):
-    require(netns_problem() or image_problem())
+    require(netns_problem() or images_problem(IMAGE))
     netns("up", "3")
     f = Fleet(tmp_path_factory.mktemp("pair"))
     placed = {"services": {
