@@ -1,33 +1,55 @@
-"""Run-wide test settings, for `make test`: ``pytest -n N --dist loadgroup --no-loadscope-reorder``.
+"""Run-wide test settings, for `make test` (``pytest -n N``, pytest-xdist).
 
-Under pytest-xdist the tests of one module stay together, on one worker and in their order:
-integration modules share a stack and hand release ids from test to test. A module (or a test that
-needs nothing from its neighbours) may name a group of its own with ``pytest.mark.xdist_group``:
-the two fleet modules share the group "netns", as their network namespaces have fixed names.
-The groups that take longest start first, so that the run does not end waiting on one of them.
+Under pytest-xdist the tests of one group run on one worker, in their order. A group is a module
+(integration modules share a stack and hand release ids from test to test), unless GROUPS names
+another: the two fleet modules share one, as their network namespaces have fixed names, and a test
+that needs nothing from its neighbours may have one of its own. Groups that take longest start
+first, so that the run does not end waiting on one of them.
+
+(xdist's own ``--dist loadgroup`` cannot be used: it renames test ids, which pytest 9.2 ignores.)
 """
 
 from __future__ import annotations
 
 import pytest
 
-# longest first (seconds on a quiet 2-core machine, roughly); every other group comes after these
+GROUPS = {
+    "tests/integration/test_fleet.py": "netns",
+    "tests/integration/test_placement.py": "netns",
+    # a stack of its own, nothing from the tests before it
+    "tests/integration/test_verify.py::test_a_first_deploy_that_fails_leaves_the_host_clean": "verify-first-deploy",
+}
+# longest first (about this many seconds on a quiet 2-core machine); every other group after these
 SLOW_GROUPS = (
-    "tests/integration/test_verify.py",       # ~250: deploy-and-verify, five times, rollbacks
-    "netns",                                  # ~220: test_fleet.py and test_placement.py, one after the other
-    "tests/integration/test_faults.py",       # ~150: the fault matrix
-    "tests/integration/test_probe_rehearsal.py",  # ~70: full probe suites
+    "tests/integration/test_verify.py",           # 250: deploy-and-verify five times, rollbacks
+    "netns",                                      # 200: test_fleet.py, then test_placement.py
+    "tests/integration/test_faults.py",           # 150: the fault matrix
+    "tests/integration/test_probe_rehearsal.py",  # 70: full probe suites
+    "verify-first-deploy",                        # 50
 )
 
 
-def _group(item: pytest.Item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    return (mark.args[0] if mark.args else mark.kwargs["name"]) if mark else item.nodeid.split("::")[0]
+def group_of(nodeid: str) -> str:
+    """The group of a test id: its entry in GROUPS (by test, then by module), else its module."""
+    module, _, name = nodeid.partition("::")
+    return GROUPS.get(f"{module}::{name.split('[')[0]}") or GROUPS.get(module) or module
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_group(item)))
     rank = {group: i for i, group in enumerate(SLOW_GROUPS)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: each module keeps its order
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))  # stable: order within a group
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        """xdist's scheduler by scope, with a group as the scope, in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order above (xdist would sort by test count)
+    return ByGroup(config, log)

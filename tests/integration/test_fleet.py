@@ -15,8 +15,7 @@ from testbed.fleet import Fleet, host_name, netns, netns_problem, pub_addr
 
 from .conftest import require
 
-# one group with the other fleet module: both use the namespaces skit-fleet-1..3 (run one at a time)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("netns")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -160,8 +160,6 @@ def test_a_regression_against_the_last_pass_rolls_back(good, capsys):
     _rolled_back(good, report, before)
 
 
-# a stack of its own, nothing from the tests above: it may run beside them, on another worker
-@pytest.mark.xdist_group("tests/integration/test_verify.py-first-deploy")
 def test_a_first_deploy_that_fails_leaves_the_host_clean(good, tmp_path_factory, capsys):
     fresh = Stack(tmp_path_factory.mktemp("first"), port_offset=100)
     try:
