@@ -74,7 +74,7 @@ test-unit: venv
 # modules, together) on one worker and in order, and starts the longest first.
 TEST_WORKERS ?= 4
 test: testbed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf out .pytest_cache

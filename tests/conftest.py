@@ -21,10 +21,11 @@ GROUPS = {
 }
 # longest first (about this many seconds on a quiet 2-core machine); every other group after these
 SLOW_GROUPS = (
-    "tests/integration/test_verify.py",           # 250: deploy-and-verify five times, rollbacks
     "netns",                                      # 200: test_fleet.py, then test_placement.py
+    "tests/integration/test_verify_failures.py",  # 180: deploy-and-verify four times, three rollbacks
     "tests/integration/test_faults.py",           # 150: the fault matrix
-    "tests/integration/test_probe_rehearsal.py",  # 70: full probe suites
+    "tests/integration/test_verify.py",           # 140: deploy-and-verify with every suite, verify, a rollback
+    "tests/integration/test_probe_rehearsal.py",  # 80: full probe suites
     "verify-first-deploy",                        # 50
 )
 
