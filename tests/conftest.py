@@ -19,14 +19,14 @@ GROUPS = {
     # a stack of its own, nothing from the tests before it
     "tests/integration/test_verify.py::test_a_first_deploy_that_fails_leaves_the_host_clean": "verify-first-deploy",
 }
-# longest first (about this many seconds on a quiet 2-core machine); every other group after these
+# longest first (seconds in a `make test` on an otherwise quiet 2-core machine); every other group after these
 SLOW_GROUPS = (
-    "netns",                                      # 200: test_fleet.py, then test_placement.py
-    "tests/integration/test_verify_failures.py",  # 180: deploy-and-verify four times, three rollbacks
-    "tests/integration/test_faults.py",           # 150: the fault matrix
-    "tests/integration/test_verify.py",           # 140: deploy-and-verify with every suite, verify, a rollback
-    "tests/integration/test_probe_rehearsal.py",  # 80: full probe suites
-    "verify-first-deploy",                        # 50
+    "tests/integration/test_faults.py",           # 250: the fault matrix
+    "netns",                                      # 210: test_fleet.py, then test_placement.py
+    "tests/integration/test_verify_failures.py",  # 190: deploy-and-verify four times, three rollbacks
+    "tests/integration/test_verify.py",           # 160: deploy-and-verify with every suite, verify, a rollback
+    "tests/integration/test_probe_rehearsal.py",  # 110: full probe suites
+    "verify-first-deploy",                        # 35
 )
 
 
