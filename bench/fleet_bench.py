@@ -22,7 +22,7 @@ import yaml  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from sparkkit.cli.main import main  # noqa: E402
-from tests.integration.fleet_hosts import Fleet, host_name, netns  # noqa: E402
+from testbed.fleet import Fleet, host_name, netns  # noqa: E402
 
 HOSTS = int(os.environ.get("FLEET_BENCH_HOSTS", "8"))
 

@@ -26,7 +26,7 @@ from sparkkit.host.ssh import SshExecutor  # noqa: E402
 from sparkkit.probe.suites import load_suites  # noqa: E402
 from sparkkit.verify.report import write_report  # noqa: E402
 from sparkkit.verify.run import deploy_and_verify  # noqa: E402
-from tests.integration.conftest import TESTBED, Stack  # noqa: E402
+from testbed.stack import SSH_PORT, TESTBED, Stack  # noqa: E402
 
 FAST = {"SIM_TTFT_MS": "50", "SIM_DECODE_TOK_S": "1000"}
 PAIRS = 5
@@ -72,7 +72,7 @@ def baseline(stack: Stack, release: str) -> float:
     remote = (f"cd {stack.root}/releases/{release} && "
               f"docker compose -p {stack.project} -f docker-compose.yml up -d --wait --quiet-pull")
     argv = ["ssh", "-i", str(TESTBED / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={TESTBED / 'ssh' / 'known_hosts'}",
-            "-o", "StrictHostKeyChecking=yes", "-p", "2222", "root@127.0.0.1", remote]
+            "-o", "StrictHostKeyChecking=yes", "-p", str(SSH_PORT), "root@127.0.0.1", remote]
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:

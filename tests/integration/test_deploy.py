@@ -14,8 +14,9 @@ import urllib.request
 import pytest
 
 from sparkkit.cli.main import main
+from testbed.stack import PORTS
 
-from .conftest import PORTS, SECRET
+from .conftest import SECRET
 
 pytestmark = pytest.mark.integration
 SERVICES = set(PORTS)
@@ -116,7 +117,8 @@ def test_changed_env_recreates_only_that_service(stack, capsys, first):
 def test_service_never_healthy_restores_previous_release(stack, capsys, first):
     code, out, err = run(capsys, stack, "deploy",
                          "-e", "services.audio-pipeline.env.SIM_NEVER_HEALTHY=1",
-                         "-e", "services.audio-pipeline.start_timeout_s=6")
+                         # long enough for the container to log its start on a busy machine (the logs are shown)
+                         "-e", "services.audio-pipeline.start_timeout_s=10")
     assert code == 1
     assert "audio-pipeline" in err and "not healthy after" in err
     assert f"restored previous release {first['second']}" in err

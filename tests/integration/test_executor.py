@@ -8,13 +8,13 @@ import pytest
 from sparkkit.inventory.model import SshSettings
 from sparkkit.errors import OperationError, RemoteCommandError
 from sparkkit.host.ssh import SshExecutor
-from tests.integration.conftest import TESTBED
+from testbed.stack import SSH_PORT, TESTBED
 
 pytestmark = pytest.mark.integration
 
 
 def settings() -> SshSettings:
-    return SshSettings(address="127.0.0.1", port=2222, user="root", key_file=TESTBED / "ssh" / "id_ed25519",
+    return SshSettings(address="127.0.0.1", port=SSH_PORT, user="root", key_file=TESTBED / "ssh" / "id_ed25519",
                        known_hosts_file=TESTBED / "ssh" / "known_hosts", accept_new_host_key=False)
 
 

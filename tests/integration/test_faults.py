@@ -28,8 +28,9 @@ import pytest
 
 from sparkkit.cli.main import main
 from sparkkit.host.ssh import SshExecutor
+from testbed.stack import Stack, docker
 
-from .conftest import SECRET, Stack, docker
+from .conftest import SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,15 @@ def drop_connection(ex: SshExecutor) -> None:
 
 def ctrl_c(_ex: SshExecutor) -> None:
     os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt here, as at a terminal, also when the suite was started with
+    SIGINT ignored (a background job: `make test &`, nohup, a CI runner without a terminal)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @contextmanager
@@ -259,7 +269,7 @@ def test_connection_dropped_during_verification_rolls_back(fs, capsys, base, mon
     (HEALTH_POLL, 0.2, "health wait"),
     (SWITCH, 0.0, "switch"),
 ])
-def test_ctrl_c_releases_the_lock_says_where_and_a_rerun_converges(fs, capsys, base, monkeypatch,
+def test_ctrl_c_releases_the_lock_says_where_and_a_rerun_converges(fs, capsys, base, monkeypatch, sigint_raises,
                                                                     marker, delay_s, stage):
     before, previous = snapshot(fs), fs.current()
     with fault(monkeypatch, marker, ctrl_c, delay_s=delay_s) as state:
@@ -278,7 +288,7 @@ def test_ctrl_c_releases_the_lock_says_where_and_a_rerun_converges(fs, capsys, b
     assert fs.current() != previous
 
 
-def test_ctrl_c_during_verification_keeps_a_report_and_the_release(fs, capsys, base, monkeypatch):
+def test_ctrl_c_during_verification_keeps_a_report_and_the_release(fs, capsys, base, monkeypatch, sigint_raises):
     before, previous = snapshot(fs), fs.current()
     with fault_while_probing(monkeypatch, ctrl_c, delay_s=0.3):
         code, out, err = run(capsys, fs, "deploy-and-verify", *change("sigint-verify"))

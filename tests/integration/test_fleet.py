@@ -11,9 +11,9 @@ from datetime import datetime
 import pytest
 
 from sparkkit.cli.main import main
+from testbed.fleet import Fleet, host_name, netns, netns_problem, pub_addr
 
 from .conftest import require
-from .fleet_hosts import Fleet, host_name, netns, netns_problem, pub_addr
 
 pytestmark = pytest.mark.integration
 

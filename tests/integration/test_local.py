@@ -16,7 +16,9 @@ import pytest
 from sparkkit.cli.main import main
 from sparkkit.host.ssh import SshExecutor
 
-from .conftest import PORTS, SECRET
+from testbed.stack import PORTS
+
+from .conftest import SECRET
 
 pytestmark = pytest.mark.integration
 SERVICES = set(PORTS)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import time
 import uuid
@@ -19,6 +18,7 @@ import pytest
 
 from sparkkit.host.memory_facts import memory_facts_command, parse_meminfo, parse_memory_facts
 from sparkkit.verify.memory import account, read_memory_facts
+from testbed.stack import images_problem
 
 from .conftest import require
 
@@ -29,19 +29,9 @@ ALLOCATED_MIB = {"mem-small": 96, "mem-large": 192}
 SLACK_MIB = 64  # the interpreter and the server around the ballast
 
 
-def _problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "docker is not installed"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "Docker engine not reachable: run `make testbed`"
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"image {IMAGE} missing: run `make testbed`"
-    return None
-
-
 @pytest.fixture(scope="module")
 def project(request):
-    require(_problem())
+    require(images_problem(IMAGE))
     name = f"skit-mem-{uuid.uuid4().hex[:8]}"
     ids: list[str] = []
 

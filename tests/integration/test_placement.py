@@ -12,24 +12,20 @@ import pytest
 import yaml
 
 from sparkkit.cli.main import main
+from testbed.fleet import FAST, Fleet, host_name, netns, netns_problem, pub_addr
+from testbed.stack import images_problem, port_base
 
-from .conftest import PORT_BASE, require
-from .fleet_hosts import FAST, Fleet, host_name, netns, netns_problem, pub_addr
+from .conftest import require
 
 pytestmark = pytest.mark.integration
 
 IMAGE = "sparkkit-rehearsal-vllm-ray:latest"
-BIG_PORT, RAY_PORT = 18005 + PORT_BASE, 16379 + PORT_BASE
-
-
-def image_problem() -> str | None:
-    done = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True)
-    return None if done.returncode == 0 else f"image {IMAGE} missing: run `make testbed`"
+BIG_PORT, RAY_PORT = 18005 + port_base(), 16379 + port_base()
 
 
 @pytest.fixture(scope="module")
 def pair(testbed, tmp_path_factory):
-    require(netns_problem() or image_problem())
+    require(netns_problem() or images_problem(IMAGE))
     netns("up", "3")
     f = Fleet(tmp_path_factory.mktemp("pair"))
     placed = {"services": {
@@ -87,7 +83,9 @@ def test_head_and_worker_start_in_order_and_the_single_endpoint_is_verified(pair
 
 def test_a_worker_that_never_joins_rolls_both_hosts_back(pair, capsys):
     before = {i: pair.current(i) for i in (1, 2)}
-    code, out, err, results = run(pair, capsys, "-e", "services.big.env.SIM_RAY_NEVER_JOIN=1")
+    # it cannot start, so no need to wait out the 45 s the good releases get (the restore still has them)
+    code, out, err, results = run(pair, capsys, "-e", "services.big.env.SIM_RAY_NEVER_JOIN=1",
+                                  "-e", "services.big.start_timeout_s=15")
     assert code == 1, out + err
     for i in (1, 2):
         r = results[host_name(i)]

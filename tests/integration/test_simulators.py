@@ -18,6 +18,8 @@ import time
 import httpx
 import pytest
 
+from testbed.stack import images_problem
+
 from .conftest import require
 
 pytestmark = pytest.mark.integration
@@ -46,12 +48,7 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def docker_ready():
-    problem = None
-    if shutil.which("docker") is None or _docker("info").returncode != 0:
-        problem = "Docker engine not reachable"
-    elif _docker("image", "inspect", *IMAGES.values()).returncode != 0:
-        problem = "simulator images missing: run `bash testbed/setup.sh`"
-    require(problem)
+    require(images_problem(*IMAGES.values()))
 
 
 class Sim:

@@ -1,5 +1,6 @@
-"""Fleet rehearsal hosts for the integration tests: network namespaces with their own address and
-sshd (testbed/netns.sh), sharing this machine's Docker engine, and a project aimed at them."""
+"""Fleet rehearsal hosts: network namespaces with their own address and sshd (testbed/netns.sh),
+sharing this machine's Docker engine, and a project aimed at them. The namespaces have fixed names
+(skit-fleet-N): only one fleet may be up on a machine at a time."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import PORT_BASE, REPO, TESTBED, docker
+from .stack import REPO, TESTBED, compose_containers, port_base, read_audit, read_current, remove_project
 
 NETNS = REPO / "testbed" / "netns.sh"
 FLEET_STATE = Path(os.environ.get("FLEET_STATE", REPO / ".testbed-fleet"))
 HOSTS = 3
-# small and fast: one vLLM simulator and one app per host
-VLLM_PORT, APP_PORT = 18004 + PORT_BASE, 18010 + PORT_BASE
+# small and fast: one vLLM simulator and one app per host (host ports before SPARKKIT_IT_PORT_BASE)
+VLLM_PORT, APP_PORT = 18004, 18010
 FAST = {"SIM_TTFT_MS": "30", "SIM_DECODE_TOK_S": "1000"}
 SMOKE_SUITE = """\
 suite: fleet-smoke
@@ -36,13 +37,16 @@ cases:
 
 
 def netns(*args: str) -> str:
+    """testbed/netns.sh with these arguments (up N, down, cut I, heal I, status); its stdout."""
     done = subprocess.run(["bash", str(NETNS), *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "SPARKKIT_TESTBED": str(TESTBED), "FLEET_STATE": str(FLEET_STATE)})
-    assert done.returncode == 0, done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"netns.sh {' '.join(args)} failed: {done.stdout + done.stderr}")
     return done.stdout
 
 
 def netns_problem() -> str | None:
+    """Why fleet hosts cannot be made here (None when they can)."""
     if os.geteuid() != 0:
         return "fleet hosts need root (ip netns)"
     if shutil.which("ip") is None:
@@ -68,6 +72,7 @@ class Fleet:
             shutil.copytree(REPO / name, self.dir / name)
         self.tag = uuid.uuid4().hex[:6]
         self.n = n
+        self.vllm_port, self.app_port = VLLM_PORT + port_base(), APP_PORT + port_base()
         inv = self.dir / "inventory"
         (inv / "group_vars").mkdir(parents=True)
         (inv / "host_vars").mkdir()
@@ -83,12 +88,12 @@ class Fleet:
             "gates": {"min_headroom_gib": 1.0, "regression_ttft_pct": 1000, "regression_decode_pct": 99},
             "services": {
                 "vllm": {"role": "vllm", "image": "sparkkit-rehearsal-vllm:latest", "model": "sim/model",
-                         "port": VLLM_PORT, "container_port": 8000, "memory_gib": 0.25, "env": dict(FAST),
+                         "port": self.vllm_port, "container_port": 8000, "memory_gib": 0.25, "env": dict(FAST),
                          "flags": {"served-model-name": "smoke"}, "volumes": [], "ulimits": {"memlock": None},
                          "healthcheck": {"interval_s": 1, "start_period_s": 30}, "start_timeout_s": start_timeout_s,
                          "probe_suites": ["fleet-smoke"],
                          "gates": {"min_accuracy": {"fleet-smoke": 1.0}}},
-                "app": {"role": "context_engine", "image": "sparkkit-rehearsal-app:latest", "port": APP_PORT,
+                "app": {"role": "context_engine", "image": "sparkkit-rehearsal-app:latest", "port": self.app_port,
                         "container_port": 8010, "memory_gib": 0.25, "healthcheck": {"interval_s": 1},
                         "start_timeout_s": start_timeout_s},
             },
@@ -117,25 +122,16 @@ class Fleet:
         return json.loads((self.dir / "reports" / "fleet" / "latest" / "summary.json").read_text())
 
     def current(self, i: int) -> str | None:
-        link = self.root(i) / "current"
-        return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None
+        return read_current(self.root(i))
 
     def audit(self, i: int) -> list[dict]:
-        path = self.root(i) / "audit.log"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return read_audit(self.root(i))
 
     def containers(self, i: int) -> dict[str, dict]:
-        ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project(i)}").split()
-        if not ids:
-            return {}
-        return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in json.loads(docker("inspect", *ids))}
+        return compose_containers(self.project(i))
 
     def cleanup_host(self, i: int) -> None:
-        ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project(i)}").split()
-        if ids:
-            docker("rm", "-f", *ids)
-        subprocess.run(["docker", "network", "rm", f"{self.project(i)}_default"], capture_output=True)
-        shutil.rmtree(self.root(i), ignore_errors=True)
+        remove_project(self.project(i), self.root(i))
 
     def cleanup(self) -> None:
         for i in range(1, self.n + 1):
