@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import stat
-import urllib.request
 
 import pytest
 
-from sparkkit.cli.main import main
 from sparkkit.host.ssh import SshExecutor
 
 from testbed.stack import PORTS
 
-from .conftest import SECRET
+from .test_deploy import http_ok, run, start_marks
 
 pytestmark = pytest.mark.integration
 SERVICES = set(PORTS)
@@ -42,25 +40,6 @@ def no_ssh(monkeypatch):
 @pytest.fixture(scope="module")
 def first():
     return {}
-
-
-def run(capsys, stack, command, *extra):
-    code = main(stack.args(command, *extra))
-    out, err = capsys.readouterr()
-    assert SECRET not in out + err, "a secret value was printed"
-    return code, out, err
-
-
-def start_marks(stack) -> dict[str, tuple[str, str, int]]:
-    return {name: (c["Id"], c["State"]["StartedAt"], c["RestartCount"]) for name, c in stack.containers().items()}
-
-
-def http_ok(port: int, path: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def test_first_deploy_brings_all_services_up(local, capsys, first):
