@@ -69,12 +69,13 @@ render: venv
 test-unit: venv
 	$(PY) -m pytest -q -m "not integration"
 
-# What CI runs (.ci/run). Unit and integration tests side by side on TEST_WORKERS pytest-xdist workers,
-# each worker with host ports of its own; tests/conftest.py keeps each module (and the two fleet
-# modules, together) on one worker and in order, and starts the longest first.
+# What CI runs (.ci/run). Unit and integration tests side by side on TEST_WORKERS pytest-xdist workers
+# (each with host ports of its own; tests/conftest.py keeps each module, and the two fleet modules
+# together, on one worker and in order), then the tests that measure time, alone. Both parts always run.
 TEST_WORKERS ?= 4
 test: testbed
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not timing"; parallel=$$?; \
+	$(PY) -m pytest -q -m timing && exit $$parallel
 
 clean:
 	rm -rf out .pytest_cache

@@ -1,4 +1,5 @@
-"""Run-wide test settings, for `make test` (``pytest -n N``, pytest-xdist).
+"""Run-wide test settings, for `make test`: first ``pytest -n N -m "not timing"`` (pytest-xdist), then
+``pytest -m timing``, the tests that measure time against a known truth, alone on a quiet machine.
 
 Under pytest-xdist the tests of one group run on one worker, in their order. A group is a module
 (integration modules share a stack and hand release ids from test to test), unless GROUPS names
@@ -25,9 +26,13 @@ SLOW_GROUPS = (
     "netns",                                      # 210: test_fleet.py, then test_placement.py
     "tests/integration/test_verify_failures.py",  # 190: deploy-and-verify four times, three rollbacks
     "tests/integration/test_verify.py",           # 160: deploy-and-verify with every suite, verify, a rollback
-    "tests/integration/test_probe_rehearsal.py",  # 110: full probe suites
     "verify-first-deploy",                        # 35
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "timing: measures time against a known truth; `make test` runs these "
+                                       "alone, after the others (nothing else may load the machine meanwhile)")
 
 
 def group_of(nodeid: str) -> str:

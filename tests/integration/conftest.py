@@ -12,11 +12,12 @@ import uuid
 
 import pytest
 
-from testbed.stack import PORT_STEP, Stack, port_base, testbed_problem
+from testbed.stack import PORT_STEP, PORTS, Stack, port_base, testbed_problem
 
 SECRET = "it-secret-" + uuid.uuid4().hex[:16]
 # a worker's stacks use port offsets 0-200 (multiples of PORT_STEP); 4 workers stay within 1000 ports
 WORKER_PORT_STRIDE = 5 * PORT_STEP
+HEALTH_INTERVAL_S = 2  # the `stack` fixture's health checks (the rehearsal host has 1 s)
 
 
 def _shift_ports_for_this_worker() -> None:
@@ -44,8 +45,13 @@ def testbed():
 
 @pytest.fixture(scope="module")
 def stack(testbed, tmp_path_factory):
-    """A stack of the rehearsal host's six services (port offset 0), its searxng secret SECRET."""
+    """A stack of the rehearsal host's six services (port offset 0, health checks every
+    HEALTH_INTERVAL_S), its searxng secret SECRET."""
     s = Stack(tmp_path_factory.mktemp("stack"))
+    # each health check is a docker exec of about 0.1 CPU-second: at the rehearsal host's 1 s, the
+    # stacks of four test workers kept a 2-core machine busy with them alone
+    for name in PORTS:
+        s.set_service(name, healthcheck={"interval_s": HEALTH_INTERVAL_S})
     old = os.environ.get("SPARKKIT_SECRET_SEARXNG_SECRET")
     os.environ["SPARKKIT_SECRET_SEARXNG_SECRET"] = SECRET
     yield s

@@ -423,7 +423,7 @@ def test_a_rollback_that_fails_exits_3_and_restores_what_ran(fs, capsys, base):
 
 
 def test_no_disk_space_for_the_release_leaves_the_host_untouched(testbed, tmp_path_factory, capsys):
-    s = Stack(tmp_path_factory.mktemp("tiny"), port_offset=250)
+    s = Stack(tmp_path_factory.mktemp("tiny"), port_offset=150)
     tiny = Path(f"/tmp/skit-tiny-{uuid.uuid4().hex[:8]}")
     tiny.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)], check=True)

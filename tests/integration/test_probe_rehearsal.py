@@ -9,7 +9,8 @@ import pytest
 
 from sparkkit.cli.main import main
 
-pytestmark = pytest.mark.integration
+# the figures are checked against the simulators' truth: `make test` runs this module alone, after the rest
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 FAST = {"SIM_TTFT_MS": "10", "SIM_DECODE_TOK_S": "2000"}
 TRUTH_TTFT_MS, TRUTH_TOK_S = 125, 200

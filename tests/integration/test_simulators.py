@@ -22,7 +22,8 @@ from testbed.stack import images_problem
 
 from .conftest import require
 
-pytestmark = pytest.mark.integration
+# timing is checked against the configured truth: `make test` runs this module alone, after the rest
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 PREFIX = "sparkkit-rehearsal"
 IMAGES = {s: f"{PREFIX}-{s}:latest" for s in ("vllm", "ollama", "searxng")}
