@@ -165,3 +165,30 @@ def test_render_out_is_accepted_by_docker_compose(tmp_path, monkeypatch):
     done = subprocess.run(["docker", "compose", "-f", str(out / "docker-compose.yml"), "config", "-q"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_render_out_creates_secret_files_0600_from_the_start(tmp_path, monkeypatch):
+    """An env file holding a secret is never readable by others, not even between write and chmod;
+    one left by an earlier render with wider bits is replaced, and no temporary file stays behind."""
+    monkeypatch.setenv("SPARKKIT_SECRET_SEARXNG_SECRET", "s3cr3t")
+    out = tmp_path / "out"
+    stale = out / "env" / "searxng.env"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old\n")
+    stale.chmod(0o644)
+    opened: list[tuple[str, int]] = []
+    real_open = os.open
+
+    def spy(path, flags, mode=0o777, *args, **kwargs):
+        opened.append((os.fspath(path), mode))
+        return real_open(path, flags, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    rc = main(["render", "spark", "--project-dir", str(REPO), "--out", str(out)])
+    monkeypatch.setattr(os, "open", real_open)
+    assert rc == 0
+    env_modes = [mode for path, mode in opened if "searxng.env" in path]
+    assert env_modes and all(mode == 0o600 for mode in env_modes), opened
+    assert stale.stat().st_mode & 0o777 == 0o600
+    assert "s3cr3t" in stale.read_text()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

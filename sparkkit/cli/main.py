@@ -155,6 +155,18 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def write_file(path: Path, content: bytes, mode: int) -> None:
+    """Write ``content`` with ``mode`` from the start: a secret's file is never readable by others, not
+    even for a moment (an existing file is replaced, not rewritten in place)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
+    os.chmod(tmp, mode)  # the umask may have taken bits off
+    os.replace(tmp, path)
+
+
 def cmd_render(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
     files = (*release.files, release.manifest(cfg=cfg))
     if args.out is None:
@@ -167,8 +179,7 @@ def cmd_render(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
         rel = f.path[len(prefix):] if f.path.startswith(prefix) else f.path
         target = args.out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(f.content)
-        target.chmod(f.mode)
+        write_file(target, f.content, f.mode)
     print(f"release {release.id} for {cfg.name} written to {args.out}")
     return EXIT_OK
 

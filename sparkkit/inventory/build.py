@@ -136,8 +136,10 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
     r.get("role", str)
     enabled = r.get("enabled", bool, True)
     image = r.get("image", str)
-    if not image.strip() or any(c.isspace() for c in image):
+    if not image.strip() or any(c.isspace() for c in image) or not image.isprintable():
         raise r.fail("image", f"not a valid image reference: {image!r}")
+    if image.startswith("-"):  # docker would read it as an option
+        raise r.fail("image", f"not a valid image reference: {image!r} (it starts with '-')")
     port = port_number(r, "port")
     container_port = port_number(r, "container_port", port)
     command = string_list(r, "command", ())
