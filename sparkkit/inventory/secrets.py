@@ -6,7 +6,9 @@ in anything printed.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import stat
 from dataclasses import dataclass
 
@@ -22,10 +24,21 @@ class Secrets:
     values: dict  # secret name -> value
 
     def mask(self, text: str) -> str:
-        for value in sorted(self.values.values(), key=len, reverse=True):
-            if value:
-                text = text.replace(value, MASK)
+        """``text`` with every secret value hidden, also where it was escaped on its way into the
+        text: in JSON (ASCII-only or not), a Python repr, or a shell-quoted word."""
+        forms = {form for value in self.values.values() if value for form in written_forms(value)}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, MASK)
         return text
+
+
+def written_forms(value: str) -> set[str]:
+    """The ways ``value`` shows up in text the kit writes: as it is, JSON-escaped (with and without
+    ``ensure_ascii``), repr-escaped (messages use ``!r``), and shell-quoted (command lines)."""
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
+             repr(value + "'\"")[1:-4],  # as inside a repr in single quotes, where ' is escaped
+             shlex.quote(value)}
+    return {form for form in forms if form}
 
 
 def env_name(secret: str) -> str:
