@@ -94,6 +94,14 @@ CASES = [
     case("non-utf8-bytes",
          f"{HOST}: not valid UTF-8 (byte 15)",
          replace={HOST: b"ansible_user: d\xe9ploy\n"}),
+    case("host-name-with-a-line-break",
+         f"{HOSTS}: all.children.gpus.hosts: not a valid host or group name: 'box\\nx' "
+         "(one word of printable characters)",
+         replace={HOSTS: 'all:\n  children:\n    gpus:\n      hosts:\n        box: {ansible_host: b}\n'
+                         '        "box\\nx": {ansible_host: c}\n'}),
+    case("group-name-with-a-space",
+         f"{HOSTS}: all.children: not a valid host or group name: 'my gpus' (one word of printable characters)",
+         replace={HOSTS: 'all:\n  children:\n    "my gpus":\n      hosts:\n        box: {ansible_host: b}\n'}),
     case("hosts-yml-unknown-group-key",
          f"{HOSTS}: all.children.gpus: unknown key 'host' (expected hosts, children, vars)",
          replace={HOSTS: "all:\n  children:\n    gpus:\n      host:\n        box: {ansible_host: b}\n"}),

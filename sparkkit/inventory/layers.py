@@ -149,6 +149,8 @@ def _groups_of(tree: dict, host: str, source: str) -> tuple[list[tuple[int, str,
         hosts = node.get("hosts") or {}
         if not isinstance(hosts, dict):
             raise InputError("expected a mapping of host names", source=source, key=f"{path}.hosts")
+        for name_in_file in hosts:
+            check_name(name_in_file, source=source, key=f"{path}.hosts")
         if host in hosts:
             hvars = hosts[host] or {}
             if not isinstance(hvars, dict):
@@ -159,6 +161,7 @@ def _groups_of(tree: dict, host: str, source: str) -> tuple[list[tuple[int, str,
         if not isinstance(children, dict):
             raise InputError("expected a mapping of groups", source=source, key=f"{path}.children")
         for child, sub in children.items():
+            check_name(child, source=source, key=f"{path}.children")
             if walk(child, sub, depth + 1, f"{path}.children.{child}"):
                 hit = True
         if hit:
@@ -166,8 +169,17 @@ def _groups_of(tree: dict, host: str, source: str) -> tuple[list[tuple[int, str,
         return hit
 
     for top, node in tree.items():
+        check_name(top, source=source, key="")
         walk(top, node, 0 if top == "all" else 1, top)
     return found, host_vars
+
+
+def check_name(name: Any, *, source: str, key: str) -> None:
+    """A host or group name is one printable word: no space, line break or control character (it is
+    shown in messages and written into a comment of the rendered compose file)."""
+    if not isinstance(name, str) or not name or not name.isprintable() or any(c.isspace() for c in name):
+        raise InputError(f"not a valid host or group name: {name!r} (one word of printable characters)",
+                         source=source, key=key)
 
 
 def all_hosts(project_dir: Path) -> list[str]:
