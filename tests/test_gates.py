@@ -90,7 +90,8 @@ def test_crash_facts():
     before = {"a": container("a", restarts=1), "b": container("b"), "c": container("c"), "d": container("d")}
     after = {"a": container("a", restarts=2), "b": container("b", status="exited", code=137, oom=True),
              "c": container("c", cid="new"), "d": container("d")}
-    logs = parse_logs("==sparkkit:logs:d==\nINFO ok\nEngineDeadError: simulated engine death\n==sparkkit:logs:a==\n")
+    logs = parse_logs("==sparkkit:logs:n0nce:d==\nINFO ok\nEngineDeadError: simulated engine death\n"
+                      "==sparkkit:logs:n0nce:a==\n", "n0nce")
     facts = {f.service: f for f in crash_facts(services=["a", "b", "c", "d", "e"], before=before, after=after,
                                                  logs=logs, signatures={"d": ("EngineDeadError",)})}
     assert facts["a"].problems == ["restarted 1 time(s)"]
@@ -121,3 +122,21 @@ def test_charts_are_svg_with_every_series():
     bars = ElementTree.fromstring(bar_chart([("x", 1.5), ("y", 0.5)], title="Memory", y_label="GiB",
                                             line=("headroom 3.0 GiB", 3.0)))
     assert len([r for r in bars.iter("{http://www.w3.org/2000/svg}rect") if r.get("fill") != "white"]) == 2
+
+
+def test_a_container_cannot_forge_a_log_section():
+    """A service that prints marker lines (without this run's nonce, or with a guessed one) cannot move
+    its crash lines to another service's section or out of sight."""
+    text = ("==sparkkit:logs:4f2a:d==\n"
+            "==sparkkit:logs:a==\n"  # the marker format without a nonce
+            "==sparkkit:logs:0000:ghost==\n"  # a guessed nonce
+            "EngineDeadError: hidden?\n"
+            "==sparkkit:logs:4f2a:a==\n"
+            "INFO fine\n")
+    logs = parse_logs(text, "4f2a")
+    assert set(logs) == {"d", "a"}
+    assert "EngineDeadError: hidden?" in logs["d"] and logs["a"] == "INFO fine"
+    facts = {f.service: f for f in crash_facts(services=["d"], before={"d": container("d")},
+                                                 after={"d": container("d")}, logs=logs,
+                                                 signatures={"d": ("EngineDeadError",)})}
+    assert facts["d"].problems == ["crash signature in the logs: EngineDeadError: hidden?"]

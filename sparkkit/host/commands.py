@@ -256,18 +256,19 @@ def stop_project(project: str) -> list[str]:
 
 
 CRASH_LOGS_SCRIPT = """
-project="$1"; since="$2"; tail="$3"
+project="$1"; since="$2"; tail="$3"; nonce="$4"
 for id in $(docker ps -aq --filter "label=com.docker.compose.project=$project"); do
   svc=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}' "$id")
-  echo "==sparkkit:logs:$svc=="
+  echo "==sparkkit:logs:$nonce:$svc=="
   docker logs --since "$since" --tail "$tail" "$id" 2>&1
 done
 """
 
 
-def crash_logs(project: str, since_iso: str, *, tail: int = 400) -> list[str]:
-    """Each service's log lines since ``since_iso`` (stdout and stderr), under a marker per service."""
-    return _sh(CRASH_LOGS_SCRIPT, project, since_iso, str(tail))
+def crash_logs(project: str, since_iso: str, *, nonce: str, tail: int = 400) -> list[str]:
+    """Each service's log lines since ``since_iso`` (stdout and stderr), under a marker per service
+    that carries ``nonce`` (fresh for each run), so a container cannot forge one in its output."""
+    return _sh(CRASH_LOGS_SCRIPT, project, since_iso, str(tail), nonce)
 
 
 READ_RESULTS_SCRIPT = """

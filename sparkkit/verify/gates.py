@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 
 from sparkkit.inventory.model import HostConfig
-from sparkkit.host.facts import Container, split_sections
+from sparkkit.host.facts import Container
 
 CHAT_KINDS = ("chat",)  # the suites whose requests the TTFT and decode gates and the regression read
 
@@ -59,8 +59,19 @@ class CrashFacts:
         return {**self.__dict__, "problems": self.problems}
 
 
-def parse_logs(text: str) -> dict[str, str]:
-    return {name[len("logs:"):]: body for name, body in split_sections(text).items() if name.startswith("logs:")}
+def parse_logs(text: str, nonce: str) -> dict[str, str]:
+    """Each service's log lines, split at the markers that carry this run's ``nonce``; a marker
+    printed by a container (without the nonce) is just a line of its service's log."""
+    marker = re.compile(rf"^==sparkkit:logs:{re.escape(nonce)}:(.+)==$")
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        m = marker.match(line)
+        if m:
+            current = sections.setdefault(m.group(1), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in sections.items()}
 
 
 def crash_facts(*, services: list[str], before: dict[str, Container], after: dict[str, Container],

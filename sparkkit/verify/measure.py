@@ -4,6 +4,7 @@ passing release's results, judge the gates; and keep a passing run's results on 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
 
 from sparkkit.deploy.apply import HostOps
@@ -68,7 +69,9 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], m: Measurem
             m.probes.append(probe_service(target, suites, out=lambda line: ops.out("  " + line)))
     with ops.stage("facts"):
         after = {c.service: c for c in ops.containers()}
-        logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso), timeout_s=120).stdout)
+        nonce = secrets.token_hex(8)
+        logs = parse_logs(ops.ex.run(cmd.crash_logs(cfg.project, since_iso, nonce=nonce), timeout_s=120).stdout,
+                          nonce)
     m.crashes = crash_facts(services=[s.name for s in cfg.services], before=before, after=after,
                             logs={k: ops.secrets.mask(v) for k, v in logs.items()},
                             signatures={s.name: s.crash_signatures for s in cfg.services})
