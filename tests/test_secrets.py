@@ -7,7 +7,7 @@ import ast
 import json
 import shlex
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sparkkit.inventory.secrets import MASK, Secrets, written_forms
@@ -58,6 +58,7 @@ def _decoded(text: str, how: str) -> str | None:
 @settings(max_examples=300, deadline=None)
 @given(secret=secret_text, before=st.text(max_size=20), after=st.text(max_size=20))
 def test_no_written_form_of_a_secret_survives_masking(secret, before, after):
+    assume(not any(form in MASK for form in written_forms(secret)))  # a secret that is the mask itself
     secrets = Secrets({"k": secret})
     whole = before + secret + after
     for how, text in (("plain", whole), ("json", json.dumps({"x": whole})),

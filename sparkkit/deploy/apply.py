@@ -21,7 +21,8 @@ from typing import Callable
 from sparkkit.deploy.activate import Activation, Failure
 from sparkkit.deploy.lock import HostLock, LockHeld
 from sparkkit.deploy.outcome import DeployResult, Outcome
-from sparkkit.deploy.plan import ServiceSpec, is_noop, preflight_problems, prune_candidates, rollback_target
+from sparkkit.deploy.plan import (Recovery, ServiceSpec, is_noop, preflight_problems, prune_candidates,
+                                  rollback_target)
 from sparkkit.deploy.restore import guarded, interrupted, recover
 from sparkkit.deploy.session import HostSession, Printer, Refused
 from sparkkit.host import commands as cmd
@@ -188,6 +189,18 @@ class HostOps(HostSession):
             return DeployResult(outcome=Outcome.LOCKED, action="down", release=current, message=str(exc))
         return DeployResult(outcome=Outcome.STOPPED, action="down", release=current, previous=current,
                             message=f"{cfg.name}: stack stopped; releases kept (current: {current or 'none'})")
+
+    def undo(self, step: Recovery, previous: str | None) -> DeployResult | None:
+        """Put back what ran before a release that is not kept: roll back to ``previous``, or stop a
+        first deploy and clear ``current`` (the host is left as it was); None for LEAVE_IN_PLACE."""
+        if step is Recovery.RESTORE_PREVIOUS:
+            return self.rollback(previous)
+        if step is Recovery.STOP_NEW:
+            result = self.down()
+            if result.outcome is Outcome.STOPPED:
+                self.ex.run(cmd.clear_current(self.cfg.root))
+            return result
+        return None
 
     def status(self) -> dict:
         facts = self.facts()

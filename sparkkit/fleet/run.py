@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from sparkkit.host import commands as cmd
 from sparkkit.fleet import plan as fp
 from sparkkit.fleet.plan import HostStatus
 from sparkkit.inventory.model import HostConfig
@@ -177,17 +176,14 @@ def _undo(ops: HostOps, step: Recovery, previous: str | None, partner: str,
           out: Printer) -> tuple[Outcome | None, str]:
     """Roll back to ``previous``, or stop a first deploy: (the outcome, its message); (None, the
     error) when that raised."""
+    if step is Recovery.RESTORE_PREVIOUS:
+        out(f"placement partner {partner} failed: rolling back to {previous}")
+    elif step is Recovery.STOP_NEW:
+        out(f"placement partner {partner} failed: stopping this first deploy")
+    else:
+        return None, ""
     try:
-        if step is Recovery.RESTORE_PREVIOUS:
-            out(f"placement partner {partner} failed: rolling back to {previous}")
-            done = ops.rollback(previous)
-        elif step is Recovery.STOP_NEW:
-            out(f"placement partner {partner} failed: stopping this first deploy")
-            done = ops.down()
-            if done.outcome is Outcome.STOPPED:
-                ops.ex.run(cmd.clear_current(ops.cfg.root))
-        else:
-            return None, ""
+        done = ops.undo(step, previous)
     except OperationError as exc:
         return None, str(exc)
     return done.outcome, done.message

@@ -13,7 +13,8 @@ def _sh(script: str, *args: str) -> list[str]:
     return ["sh", "-c", script, "sh", *[str(a) for a in args]]
 
 
-def _section(name: str) -> str:
+def section(name: str) -> str:
+    """The shell line that marks where section ``name`` of a script's output starts."""
     return f'echo "{SECTION.format(name)}"'
 
 
@@ -44,28 +45,28 @@ for i in "$@"; do
 done
 {{ {_CONTAINERS.strip().replace('$2', '$project')}
 }} > "$t/containers" &
-{_section("disk")}
+{section("disk")}
 d="$root"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | tail -n 1
-{_section("ports")}
+{section("ports")}
 cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
-{_section("current")}
+{section("current")}
 readlink "$root/current" 2>/dev/null || true
-{_section("releases")}
+{section("releases")}
 ls -1t "$root/releases" 2>/dev/null | while read -r r; do [ -f "$root/releases/$r/release.json" ] && echo "$r"; done
-{_section("audit")}
+{section("audit")}
 tail -n 200 "$root/audit.log" 2>/dev/null || true
 wait
-{_section("docker")}
+{section("docker")}
 cat "$t/docker"
-{_section("compose")}
+{section("compose")}
 cat "$t/compose"
-{_section("runtimes")}
+{section("runtimes")}
 cat "$t/runtimes"
-{_section("images")}
+{section("images")}
 k=0; while [ "$k" -lt "$n" ]; do k=$((k + 1)); cat "$t/image.$k"; done
-{_section("containers")}
+{section("containers")}
 cat "$t/containers"
-{_section("end")}
+{section("end")}
 """
 
 
@@ -216,9 +217,9 @@ shift "$nimg"
 docker compose -p "$project" -f "$file" up -d --no-deps "$@"
 rc=$?
 wait
-{_section("hashes")}
+{section("hashes")}
 cat "$t/hashes"
-{_section("images")}
+{section("images")}
 cat "$t"/image.* 2>/dev/null
 exit $rc
 """

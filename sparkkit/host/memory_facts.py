@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sparkkit.host.commands import SECTION
+from sparkkit.host.commands import section
 from sparkkit.host.facts import split_sections
 
 MIB = 1024 * 1024
@@ -30,10 +30,6 @@ MIB = 1024 * 1024
 _SMI_GPU_QUERY = "--query-gpu=index,memory.total,memory.used,memory.free"
 _SMI_APPS_QUERY = "--query-compute-apps=pid,process_name,used_memory"
 _INSPECT_FORMAT = '{{.Id}} {{.State.Pid}} {{index .Config.Labels "com.docker.compose.service"}}'
-
-
-def _section(name: str) -> str:
-    return f'echo "{SECTION.format(name)}"'
 
 
 SKIP_NVIDIA_SMI = "skip-nvidia-smi"
@@ -45,33 +41,33 @@ SKIP_NVIDIA_SMI = "skip-nvidia-smi"
 # first (any cgroup driver, any cgroup-parent), then at docker's usual places.
 MEMORY_FACTS_SCRIPT = "\n".join([
     'project="$1"',
-    _section("cgroup_fs"),
+    section("cgroup_fs"),
     "stat -fc %T /sys/fs/cgroup 2>/dev/null || true",
-    _section("meminfo"),
+    section("meminfo"),
     "cat /proc/meminfo",
-    _section("nvidia_smi"),
+    section("nvidia_smi"),
     'smi=""',
     f'if [ "$2" != {SKIP_NVIDIA_SMI} ]; then smi=$(command -v nvidia-smi 2>/dev/null || true); fi',
     'if [ -n "$smi" ]; then echo "$smi"; fi',
-    _section("gpu_query"),
+    section("gpu_query"),
     'if [ -n "$smi" ]; then',
     f"  out=$(nvidia-smi {_SMI_GPU_QUERY} --format=csv,noheader,nounits 2>&1); rc=$?",
     '  if [ -n "$out" ]; then printf \'%s\\n\' "$out"; fi',
     '  if [ "$rc" -ne 0 ]; then echo "!error nvidia-smi --query-gpu exit $rc"; fi',
     "fi",
-    _section("compute_apps"),
+    section("compute_apps"),
     'apps=""',
     'if [ -n "$smi" ]; then',
     f"  apps=$(nvidia-smi {_SMI_APPS_QUERY} --format=csv,noheader,nounits 2>&1); rc=$?",
     '  if [ -n "$apps" ]; then printf \'%s\\n\' "$apps"; fi',
     '  if [ "$rc" -ne 0 ]; then echo "!error nvidia-smi --query-compute-apps exit $rc"; fi',
     "fi",
-    _section("containers"),
+    section("containers"),
     'ids=$(docker ps -q --no-trunc --filter "label=com.docker.compose.project=$project" 2>/dev/null)',
     'info=""',
     f"if [ -n \"$ids\" ]; then info=$(docker inspect --format '{_INSPECT_FORMAT}' $ids 2>/dev/null); fi",
     'if [ -n "$info" ]; then printf \'%s\\n\' "$info"; fi',
-    _section("cgroup_mem"),
+    section("cgroup_mem"),
     'printf \'%s\\n\' "$info" | while read -r id pid service; do',
     '  [ -n "$id" ] || continue',
     '  v1=""; v2=""',
@@ -95,13 +91,13 @@ MEMORY_FACTS_SCRIPT = "\n".join([
     "  done",
     '  [ "$found" = 1 ] || echo "$id missing"',
     "done",
-    _section("pid_cgroups"),
+    section("pid_cgroups"),
     'printf \'%s\\n\' "$apps" | while IFS=, read -r pid rest; do',
     "  pid=$(printf '%s' \"$pid\" | tr -d ' ')",
     '  case "$pid" in ""|*[!0-9]*) continue ;; esac',
     '  if [ -r "/proc/$pid/cgroup" ]; then echo "pid $pid"; cat "/proc/$pid/cgroup"; fi',
     "done",
-    _section("end"),
+    section("end"),
 ]) + "\n"
 
 

@@ -11,6 +11,7 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 
 from sparkkit.inventory.model import HostConfig
 from sparkkit.errors import InputError
@@ -23,11 +24,16 @@ MASK = "********"
 class Secrets:
     values: dict  # secret name -> value
 
+    @cached_property
+    def _forms(self) -> list[str]:
+        """Every written form of every value, longest first (a form inside a longer one goes after it)."""
+        forms = {form for value in self.values.values() if value for form in written_forms(value)}
+        return sorted(forms, key=len, reverse=True)
+
     def mask(self, text: str) -> str:
         """``text`` with every secret value hidden, also where it was escaped on its way into the
         text: in JSON (ASCII-only or not), a Python repr, or a shell-quoted word."""
-        forms = {form for value in self.values.values() if value for form in written_forms(value)}
-        for form in sorted(forms, key=len, reverse=True):
+        for form in self._forms:
             text = text.replace(form, MASK)
         return text
 

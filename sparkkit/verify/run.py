@@ -12,7 +12,6 @@ from sparkkit.deploy.outcome import DeployResult, Outcome, Verdict
 from sparkkit.deploy.plan import Recovery, recovery
 from sparkkit.deploy.session import now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
-from sparkkit.host import commands as cmd
 from sparkkit.probe.suites import Suite
 from sparkkit.release.render import Release
 from sparkkit.verify.decide import (after_deploy, after_gates, after_verify_only, decision_line, rollback_failure,
@@ -160,17 +159,16 @@ def _undo(ops: HostOps, undo: Recovery | None, previous: str | None, failed: lis
     cfg = ops.cfg
     if undo is Recovery.RESTORE_PREVIOUS:
         ops.out(f"{cfg.name}: gates failed ({', '.join(failed)}); rolling back to {previous}")
-        try:
-            result = ops.rollback(previous, break_lock=False)
-        except OperationError as exc:
-            return None, rollback_failure(None, str(exc))
     elif undo is Recovery.STOP_NEW:
         ops.out(f"{cfg.name}: gates failed on a first deploy; stopping it")
-        result = ops.down()
-        if result.outcome is Outcome.STOPPED:
-            ops.ex.run(cmd.clear_current(cfg.root))
     else:
         return None, ""
+    try:
+        result = ops.undo(undo, previous)
+    except OperationError as exc:
+        if undo is not Recovery.RESTORE_PREVIOUS:
+            raise
+        return None, rollback_failure(None, str(exc))
     return result.outcome, rollback_failure(result.outcome, result.message)
 
 
