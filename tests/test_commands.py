@@ -108,7 +108,7 @@ case "$1 $2" in
   "version --format") sleep 0.3; echo 20.10.24 ;;
   "compose version") sleep 0.1; echo 2.40.3 ;;
   "info --format") echo '{"nvidia":{},"runc":{}}' ;;
-  "image inspect") sleep 0.2; case "$5" in *missing*) exit 1 ;; *) echo "sha256:id-of-$5" ;; esac ;;
+  "image inspect") sleep 0.2; [ "$5" = "--" ] || exit 9; case "$6" in *missing*) exit 1 ;; *) echo "sha256:id-of-$6" ;; esac ;;
   "ps -aq") echo c1 ;;
   "inspect c1") echo '[]' ;;
   "compose -p")

@@ -207,6 +207,12 @@ CASES = [
     case("image-with-a-control-character",
          f"{HOST}: services.llm.image: not a valid image reference: 'x\\x1b:1'",
          overlay={HOST: 'services: {llm: {image: "x\\e:1"}}'}),
+    case("image-outside-the-reference-grammar",
+         f"{HOST}: services.llm.image: not a valid image reference: 'Vllm/vllm:1' (repository names must be "
+         "lower-case)", overlay={HOST: "services: {llm: {image: 'Vllm/vllm:1'}}"}),
+    case("image-with-an-empty-tag",
+         f"{HOST}: services.llm.image: not a valid image reference: 'vllm:' (not in the image reference "
+         "grammar ([registry/]name[:tag][@digest]))", overlay={HOST: "services: {llm: {image: 'vllm:'}}"}),
     case("missing-host-memory-gib",
          ": host_memory_gib: missing value (a number is required)",
          replace={GROUP: "gpu: true\n"}, exact=False),

@@ -40,7 +40,7 @@ fi
 n=0
 for i in "$@"; do
   n=$((n + 1))
-  {{ if id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null); then echo "present $i $id"; \
+  {{ if id=$(docker image inspect --format '{{{{.Id}}}}' -- "$i" 2>/dev/null); then echo "present $i $id"; \
      else echo "missing $i"; fi; }} > "$t/image.$n" &
 done
 {{ {_CONTAINERS.strip().replace('$2', '$project')}
@@ -211,7 +211,7 @@ k=0
 for i in "$@"; do
   [ "$k" -lt "$nimg" ] || break
   k=$((k + 1))
-  {{ id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null) && echo "$i $id"; }} > "$t/image.$k" &
+  {{ id=$(docker image inspect --format '{{{{.Id}}}}' -- "$i" 2>/dev/null) && echo "$i $id"; }} > "$t/image.$k" &
 done
 shift "$nimg"
 docker compose -p "$project" -f "$file" up -d --no-deps "$@"
@@ -244,8 +244,8 @@ def compose_logs(project: str, compose_file: str, service: str, *, tail: int = 3
 
 def ensure_images(images: list[str]) -> list[str]:
     """Pull each image that is not present; stop at the first that cannot be had."""
-    script = ('for i in "$@"; do docker image inspect "$i" >/dev/null 2>&1 && continue; '
-              'echo "pulling $i"; docker pull -q "$i" >/dev/null || { echo "cannot pull $i" >&2; exit 1; }; done')
+    script = ('for i in "$@"; do docker image inspect -- "$i" >/dev/null 2>&1 && continue; '
+              'echo "pulling $i"; docker pull -q -- "$i" >/dev/null || { echo "cannot pull $i" >&2; exit 1; }; done')
     return _sh(script, *images)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sparkkit.errors import InputError
+from sparkkit.inventory.imageref import image_problem
 from sparkkit.inventory.layers import HostLayers, Layer, deep_merge, has_path, load_role_defaults
 from sparkkit.inventory.model import (HostConfig, HostGates, Healthcheck, Service, ServiceGates, SshSettings,
                                       scalar_text)
@@ -140,6 +141,8 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
         raise r.fail("image", f"not a valid image reference: {image!r}")
     if image.startswith("-"):  # docker would read it as an option
         raise r.fail("image", f"not a valid image reference: {image!r} (it starts with '-')")
+    if (problem := image_problem(image)) is not None:
+        raise r.fail("image", f"not a valid image reference: {image!r} ({problem})")
     port = port_number(r, "port")
     container_port = port_number(r, "container_port", port)
     command = string_list(r, "command", ())
