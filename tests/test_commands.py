@@ -114,6 +114,7 @@ case "$1 $2" in
   "compose -p")
     case "$*" in
       *"config --hash"*) sleep 0.2; echo "svc-a hash-a"; echo "svc-b hash-b" ;;
+      *"config --images"*) echo img-cur:9; echo img-a:1; echo img-cur:9 ;;
       *" up "*) echo "up ok" >&2 ;;
     esac ;;
 esac
@@ -151,6 +152,34 @@ def test_preflight_script_prints_each_section_in_order_whatever_finishes_first(t
     assert facts.releases == ("r1",) and facts.containers == ()
     with_runtimes = parse_preflight(_sh(cmd.preflight(str(root), "proj", images, runtimes=True), tmp_path).stdout)
     assert with_runtimes.runtimes == ("nvidia", "runc")
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_preflight_reads_what_the_current_release_says_each_service_runs(tmp_path, fake_docker):
+    from sparkkit.host.facts import parse_preflight
+
+    root = tmp_path / "root $(touch PWNED)"
+    (root / "releases" / "r1").mkdir(parents=True)
+    (root / "releases" / "r1" / "release.json").write_text("{}")
+    (root / "releases" / "r1" / "docker-compose.yml").write_text("services: {}\n")
+    (root / "current").symlink_to("releases/r1")
+    done = _sh(cmd.preflight(str(root), "proj", ["img-a:1"], runtimes=False), tmp_path)
+    assert done.returncode == 0, done.stderr
+    facts = parse_preflight(done.stdout)
+    assert facts.current_release == "r1"
+    assert facts.current_hashes == {"svc-a": "hash-a", "svc-b": "hash-b"}
+    # the current release's images are looked up too (for drift), but never count as missing for the deploy
+    assert facts.image_ids == {"img-a:1": "sha256:id-of-img-a:1", "img-cur:9": "sha256:id-of-img-cur:9"}
+    assert facts.images_present == {"img-a:1"} and facts.images_missing == set()
+    calls = fake_docker.read_text()
+    # the very path a deploy runs `compose up` on (not through the `current` link)
+    assert f"compose -p proj -f {root}/releases/r1/docker-compose.yml config --hash *" in calls
+    assert calls.count("image inspect --format {{.Id}} img-cur:9") == 1
+    # no current release: nothing to compare with, no compose call
+    (root / "current").unlink()
+    fake_docker.write_text("")
+    facts = parse_preflight(_sh(cmd.preflight(str(root), "proj", [], runtimes=False), tmp_path).stdout)
+    assert facts.current_hashes == {} and "config" not in fake_docker.read_text()
     assert not list(tmp_path.rglob("PWNED"))
 
 

@@ -27,7 +27,7 @@ if [ -n "$ids" ]; then docker inspect $ids; else echo "[]"; fi
 # run at once as background jobs, each into its own file; the sections are printed in order
 # after `wait`. `docker info` (the slowest) runs only when the runtimes matter (a GPU host).
 PREFLIGHT_SCRIPT = f"""
-root="$1"; project="$2"; runtimes="$3"; shift 3
+root="$1"; project="$2"; runtimes="$3"; compose="$4"; shift 4
 t=$(mktemp -d "${{TMPDIR:-/tmp}}/sparkkit-preflight.XXXXXX") || exit 1
 trap 'rm -rf "$t"' EXIT
 docker version --format '{{{{.Server.Version}}}}' > "$t/docker" 2>&1 || echo "ERROR" >> "$t/docker" &
@@ -45,6 +45,17 @@ for i in "$@"; do
 done
 {{ {_CONTAINERS.strip().replace('$2', '$project')}
 }} > "$t/containers" &
+cur=$(readlink "$root/current" 2>/dev/null) && f="$root/releases/${{cur##*/}}/$compose" && [ -f "$f" ] && (
+  set -f
+  docker compose -p "$project" -f "$f" config --hash '*' > "$t/current_hashes" 2>/dev/null &
+  m=0
+  for i in $(docker compose -p "$project" -f "$f" config --images 2>/dev/null | sort -u); do
+    m=$((m + 1))
+    {{ id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null) && echo "present $i $id"; }} \
+      > "$t/current_image.$m" &
+  done
+  wait
+) &
 {section("disk")}
 d="$root"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | tail -n 1
 {section("ports")}
@@ -66,14 +77,21 @@ cat "$t/runtimes"
 k=0; while [ "$k" -lt "$n" ]; do k=$((k + 1)); cat "$t/image.$k"; done
 {section("containers")}
 cat "$t/containers"
+{section("current_hashes")}
+cat "$t/current_hashes" 2>/dev/null
+{section("current_images")}
+cat "$t"/current_image.* 2>/dev/null
 {section("end")}
 """
 
 
-def preflight(root: str, project: str, images: list[str], *, runtimes: bool = True) -> list[str]:
+def preflight(root: str, project: str, images: list[str], *, runtimes: bool = True,
+              compose_file: str = "docker-compose.yml") -> list[str]:
     """Everything a deploy decides on, in one round trip. ``runtimes``: ask Docker for its
-    runtimes (slow; only a GPU host needs them)."""
-    return _sh(PREFLIGHT_SCRIPT, root, project, "1" if runtimes else "0", *images)
+    runtimes (slow; only a GPU host needs them). Beside it, what the current release says each
+    service runs (for drift): the config hash compose gives each service of its ``compose_file``
+    (in ``releases/<id>/``, the very path a deploy runs `compose up` on) and the ids of its images."""
+    return _sh(PREFLIGHT_SCRIPT, root, project, "1" if runtimes else "0", compose_file, *images)
 
 
 def containers(project: str) -> list[str]:
