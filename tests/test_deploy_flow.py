@@ -35,13 +35,13 @@ def inspect_json(services, health="healthy", hashes=None, image_ids=None):
 
 
 def preflight_text(current, releases, containers, missing=(), current_hashes=None, current_images=None):
-    """``current_hashes``: service -> config hash the current release gives it; ``current_images``:
-    image -> id (both what the preflight reads from the current release, for drift)."""
+    """``current_hashes``: service -> the config hash the current release went live with (its live.txt);
+    ``current_images``: image -> id (both what the preflight reads of the current release, for drift)."""
     parts = {"docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
              "disk": "/dev/vda 100 10 99999999 1% /", "ports": "",
              "images": "\n".join(f"missing {m}" for m in missing), "current": f"releases/{current}" if current else "",
              "releases": "\n".join(releases), "audit": "", "containers": containers,
-             "current_hashes": "\n".join(f"{k} {v}" for k, v in (current_hashes or {}).items()),
+             "current_live": "\n".join(f"{k} {v} img" for k, v in (current_hashes or {}).items()),
              "current_images": "\n".join(f"present {k} {v}" for k, v in (current_images or {}).items()),
              "end": ""}
     return "\n".join(f"{SECTION.format(k)}\n{v}" for k, v in parts.items())

@@ -63,8 +63,8 @@ class HostSession:
 
     # -- reads -------------------------------------------------------------------------------
     def facts(self, images: list[str] = ()) -> HostFacts:
-        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu,
-                                           compose_file=COMPOSE_FILE), timeout_s=60)
+        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu),
+                             timeout_s=60)
         return parse_preflight(result.stdout)
 
     def containers(self):

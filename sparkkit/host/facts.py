@@ -48,7 +48,7 @@ class HostFacts:
     activations: tuple[str, ...]  # releases that went live (deploy or rollback ok), oldest first
     containers: tuple[Container, ...]
     image_ids: dict[str, str] = field(default_factory=dict)  # present image -> its id (sha256:...)
-    # service -> the config hash compose gives it in the current release's file (what it should run)
+    # service -> the config hash its container had when the current release went live (live.txt)
     current_hashes: dict[str, str] = field(default_factory=dict)
 
 
@@ -165,8 +165,13 @@ def parse_preflight(text: str) -> HostFacts:
         containers=parse_containers(s.get("containers", "")),
         image_ids={name: rest[0] for state, name, *rest in current_images + images
                    if state == "present" and rest[0]},
-        current_hashes=_hashes(s.get("current_hashes", "")),
+        current_hashes=parse_live(s.get("current_live", "")),
     )
+
+
+def parse_live(text: str) -> dict[str, str]:
+    """A release's ``live.txt`` (``commands.record_live``): service -> the config hash it went live with."""
+    return {parts[0]: parts[1] for parts in (line.split() for line in text.splitlines()) if len(parts) == 3}
 
 
 def _hashes(text: str) -> dict[str, str]:
