@@ -227,7 +227,7 @@ def test_status_and_diff_show_drift_per_service(setup):
     assert text.splitlines() == [
         f"drift: ollama runs image older, release {release.id}'s image sparkkit-rehearsal-ollama:latest is i",
         f"drift: searxng has no container, release {release.id} runs it",
-        "drift: the next `sparkkit deploy` restarts these services"]
+        "drift: the next `sparkkit deploy` puts these services back as the release says"]
 
 
 def test_preflight_problem_touches_nothing(setup):

@@ -69,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", parents=[common], help="render the release locally, touch no host")
     p.add_argument("--out", type=Path, help="write the files here (default: list them)")
     sub.add_parser("diff", parents=[common, ssh],
-                   help="show what a deploy would change on the host (secrets masked); changes nothing")
+                   help="show what a deploy would change on the host (secrets masked), and any drift of its "
+                        "containers from the current release; changes nothing")
     sub.add_parser("deploy", parents=[common, ssh, locking],
                    help="upload the release, bring it up, switch current; restore the previous release on failure")
-    p = sub.add_parser("status", parents=[common, ssh], help="current release and the state of each service")
+    p = sub.add_parser("status", parents=[common, ssh],
+                       help="current release and the state of each service, with its drift from the release")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("rollback", parents=[common, ssh, locking],
                        help="bring back a kept release (default: the one before current)")

@@ -1,4 +1,5 @@
-"""Show what a deploy would change: rendered release vs the host's current one. Secrets masked."""
+"""Show what a deploy would change: rendered release vs the host's current one, then any drift of the
+host's containers from the current release (``drift.drift``). Secrets masked."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def drift_lines(facts: HostFacts, images: dict[str, str]) -> str:
     if not found:
         return ""
     lines = [f"drift: {d.line(facts.current_release)}\n" for d in found]
-    return "".join(lines) + "drift: the next `sparkkit deploy` restarts these services\n"
+    return "".join(lines) + "drift: the next `sparkkit deploy` puts these services back as the release says\n"
 
 
 def diff_against_host(ex: Executor, cfg: HostConfig, release: Release, secrets: Secrets,

@@ -1,6 +1,7 @@
 """Drift, decided in pure code: what every container of the project runs (its Compose config hash,
-its image id) against what the current release says (the hash compose gives the service in the
-release's file, the id the release's image tag resolves to on the host now).
+its image id) against what the current release says (the config hash its service went live with,
+recorded in ``releases/<id>/live.txt`` when the release came up; the id the release's image tag
+resolves to on the host now).
 
 Any difference is drift: the no-op check (``plan.is_noop``) refuses to call such a host unchanged,
 ``diff`` and ``status`` show it per service, and the next ``deploy`` repairs it (it starts exactly the
@@ -77,12 +78,12 @@ def _one(service: str, c: Container, *, image: str, hashes: Mapping[str, str],
                             running=" ".join(x for x in (c.status, c.health) if x))
     if not (want_hash and c.config_hash):
         return ServiceDrift(service=service, state=DriftState.UNKNOWN,
-                            expected="the release's config hash is unknown" if not want_hash
-                            else "the container carries no config hash")
+                            expected="no config hash recorded when the release went live (a deploy records it)"
+                            if not want_hash else "its container carries no config hash")
     if not (want_id and c.image_id):
         return ServiceDrift(service=service, state=DriftState.UNKNOWN,
                             expected=f"image {image} is not on the host" if not want_id
-                            else "the container's image id is unknown")
+                            else "its container's image id is unknown")
     return ServiceDrift(service=service, state=DriftState.OK, running=c.config_hash, expected=want_hash)
 
 
@@ -90,7 +91,7 @@ def drift(containers: Iterable[Container], *, images: Mapping[str, str], hashes:
           image_ids: Mapping[str, str]) -> tuple[ServiceDrift, ...]:
     """Every service of the release (``images``: service -> image tag) and every container, by service.
 
-    ``hashes``: service -> the config hash compose gives it in the release's file; ``image_ids``:
+    ``hashes``: service -> the config hash it went live with (``live.txt``); ``image_ids``:
     image tag -> the id it resolves to on the host now. A service is OK only when its one container
     is ready and both are known and equal; a missing fact is UNKNOWN (drift: a deploy looks again),
     never OK."""
