@@ -174,7 +174,9 @@ def test_preflight_reads_what_the_current_release_says_each_service_runs(tmp_pat
     # the current release's images are looked up too (for drift), but never count as missing for the deploy
     assert facts.image_ids == {"img-a:1": "sha256:id-of-img-a:1", "img-cur:9": "sha256:id-of-img-cur:9"}
     assert facts.images_present == {"img-a:1"} and facts.images_missing == set()
-    assert fake_docker.read_text().count("image inspect --format {{.Id}} img-cur:9") == 1
+    calls = fake_docker.read_text()
+    assert calls.count("image inspect --format {{.Id}} img-cur:9") == 1
+    assert calls.count("image inspect --format {{.Id}} img-a:1") == 1  # a deploy's own image: looked up once
     # no current release: nothing to compare with
     (root / "current").unlink()
     facts = parse_preflight(_sh(cmd.preflight(str(root), "proj", [], runtimes=False), tmp_path).stdout)
