@@ -193,6 +193,27 @@ def test_a_drifted_service_of_the_current_release_is_no_noop_and_only_it_is_star
     assert sum(line.startswith("  drift: ") for line in lines) == 1
     assert kinds_of(ex.commands) == ["preflight", "lock", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
     assert ex.commands[4].endswith("up -d --no-deps vllm-nemotron")  # only the drifted one in its wave
+    # once all are ready, what each container now carries is recorded as what the release runs
+    [record] = [r for r in ex.ran if "$f.tmp" in r.line]
+    assert record.number == 7 and record.argv[4:6] == (cfg.root, release.id)
+    rows = list(zip(*[iter(record.argv[6:])] * 3))
+    assert rows == [(s.name, hashes[s.name], s.image) for s in specs_of(release, cfg)]
+
+
+def test_a_record_that_cannot_be_written_fails_no_deploy(setup):
+    cfg, release, names = setup
+    hashes, images = in_step(release, cfg, names)
+    up_answer = "\n".join([SECTION.format("hashes"), *(f"{n} {h}" for n, h in hashes.items()),
+                           SECTION.format("images"), *(f"{i} {x}" for i, x in images.items())])
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text("r0ld", ["r0ld"], "[]"), stderr="")),
+                   ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
+                   (" up -d ", Result(rc=0, stdout=up_answer, stderr="")),
+                   ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names, hashes=hashes), stderr="")),
+                   ("$f.tmp", Result(rc=1, stdout="", stderr="No space left on device"))])
+    lines = []
+    outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+    assert outcome.outcome is Outcome.LIVE, outcome.message
+    assert any("could not record" in line and "No space left" in line for line in lines)
 
 
 def test_status_and_diff_show_drift_per_service(setup):

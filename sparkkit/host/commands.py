@@ -50,7 +50,7 @@ live=""; cur=$(readlink "$root/current" 2>/dev/null) && live="$root/releases/${{
 if [ -f "$live" ]; then
   m=0
   for i in $(cut -d " " -f 3 "$live" | sort -u); do
-    for j in "$@"; do [ "$i" != "$j" ] || continue 2; done  # looked up above already
+    for j in "$@"; do [ "$i" != "$j" ] || continue 2; done  # images the deploy named: inspected above
     m=$((m + 1))
     {{ id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null) && echo "present $i $id"; }} \
       > "$t/current_image.$m" &
