@@ -154,6 +154,46 @@ def test_preflight_script_prints_each_section_in_order_whatever_finishes_first(t
     assert not list(tmp_path.rglob("PWNED"))
 
 
+def test_preflight_reads_what_the_current_release_says_each_service_runs(tmp_path, fake_docker):
+    from sparkkit.host.facts import parse_preflight
+
+    root = tmp_path / "root $(touch PWNED)"
+    (root / "releases" / "r1").mkdir(parents=True)
+    (root / "releases" / "r1" / "release.json").write_text("{}")
+    record = _sh(cmd.record_live(str(root), "r1", [("svc-a", "hash-a", "img-a:1"), ("svc-b", "hash-b", "img-cur:9"),
+                                                    ("svc-c", "hash-c", "img-cur:9")]), tmp_path)
+    assert record.returncode == 0, record.stderr
+    assert (root / "releases" / "r1" / "live.txt").read_text() == (
+        "svc-a hash-a img-a:1\nsvc-b hash-b img-cur:9\nsvc-c hash-c img-cur:9\n")
+    (root / "current").symlink_to("releases/r1")
+    done = _sh(cmd.preflight(str(root), "proj", ["img-a:1"], runtimes=False), tmp_path)
+    assert done.returncode == 0, done.stderr
+    facts = parse_preflight(done.stdout)
+    assert facts.current_release == "r1"
+    assert facts.current_hashes == {"svc-a": "hash-a", "svc-b": "hash-b", "svc-c": "hash-c"}
+    # the current release's images are looked up too (for drift), but never count as missing for the deploy
+    assert facts.image_ids == {"img-a:1": "sha256:id-of-img-a:1", "img-cur:9": "sha256:id-of-img-cur:9"}
+    assert facts.images_present == {"img-a:1"} and facts.images_missing == set()
+    calls = fake_docker.read_text()
+    assert calls.count("image inspect --format {{.Id}} img-cur:9") == 1
+    assert calls.count("image inspect --format {{.Id}} img-a:1") == 1  # a deploy's own image: looked up once
+    # no current release: nothing to compare with
+    (root / "current").unlink()
+    facts = parse_preflight(_sh(cmd.preflight(str(root), "proj", [], runtimes=False), tmp_path).stdout)
+    assert facts.current_hashes == {} and facts.image_ids == {}
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_the_live_record_keeps_values_as_data(tmp_path, value):
+    root = tmp_path / f"root{value}"
+    (root / "releases" / "r1").mkdir(parents=True)
+    done = _sh(cmd.record_live(str(root), "r1", [(f"svc{value}", "h", "img")]), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (root / "releases" / "r1" / "live.txt").read_text() == f"svc{value} h img\n"
+    assert not list(tmp_path.rglob("PWNED"))
+
+
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hashed_up_passes_values_through_as_data(tmp_path, fake_docker, value):
     from sparkkit.host.facts import parse_hashed_up

@@ -1,5 +1,6 @@
 """Deploy sequencing on the fake host: which commands run, in which order, how many."""
 
+import base64
 import json
 from pathlib import Path
 
@@ -20,9 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 SECRETS = Secrets({"searxng_secret": "flow-secret"})
 
 
-def inspect_json(services, health="healthy", hashes=None):
+def inspect_json(services, health="healthy", hashes=None, image_ids=None):
     hashes = hashes or {}
-    return json.dumps([{"Id": f"{name}0000000000", "Name": f"/p-{name}-1", "RestartCount": 0, "Image": "sha256:i",
+    image_ids = image_ids or {}
+    return json.dumps([{"Id": f"{name}0000000000", "Name": f"/p-{name}-1", "RestartCount": 0,
+                        "Image": image_ids.get(name, "sha256:i"),
                         "Config": {"Labels": {"com.docker.compose.service": name,
                                               "com.docker.compose.config-hash": hashes.get(name, "")},
                                    "Image": "img"},
@@ -31,11 +34,16 @@ def inspect_json(services, health="healthy", hashes=None):
                         "HostConfig": {"PortBindings": {}}} for name in services])
 
 
-def preflight_text(current, releases, containers, missing=()):
+def preflight_text(current, releases, containers, missing=(), current_hashes=None, current_images=None):
+    """``current_hashes``: service -> the config hash the current release went live with (its live.txt);
+    ``current_images``: image -> id (both what the preflight reads of the current release, for drift)."""
     parts = {"docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
              "disk": "/dev/vda 100 10 99999999 1% /", "ports": "",
              "images": "\n".join(f"missing {m}" for m in missing), "current": f"releases/{current}" if current else "",
-             "releases": "\n".join(releases), "audit": "", "containers": containers, "end": ""}
+             "releases": "\n".join(releases), "audit": "", "containers": containers,
+             "current_live": "\n".join(f"{k} {v} img" for k, v in (current_hashes or {}).items()),
+             "current_images": "\n".join(f"present {k} {v}" for k, v in (current_images or {}).items()),
+             "end": ""}
     return "\n".join(f"{SECTION.format(k)}\n{v}" for k, v in parts.items())
 
 
@@ -47,10 +55,20 @@ def setup():
     return cfg, release, names
 
 
+def in_step(release, cfg, names):
+    """What the preflight of a host that runs exactly ``release`` reads: each container carries the
+    config hash the release gives it, from the image the release's tag names."""
+    hashes = {name: f"hash-{name}" for name in names}
+    images = {s.image: "sha256:i" for s in specs_of(release, cfg)}
+    return hashes, images
+
+
 def test_noop_is_two_round_trips_and_starts_nothing(setup):
     cfg, release, names = setup
+    hashes, images = in_step(release, cfg, names)
     ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(
-        release.id, [release.id], inspect_json(names)), stderr=""))])
+        release.id, [release.id], inspect_json(names, hashes=hashes), current_hashes=hashes,
+        current_images=images), stderr=""))])
     outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert not outcome.changed
     assert outcome.outcome is Outcome.UNCHANGED and outcome.exit_code == 0
@@ -143,6 +161,94 @@ def test_a_later_wave_is_started_when_its_container_differs(setup):
     assert kinds_of(ex.commands) == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune",
                                      "unlock"]
     assert ex.commands[5].endswith("up -d --no-deps vllm-nemotron")
+
+
+def test_a_drifted_service_of_the_current_release_is_no_noop_and_only_it_is_started(setup):
+    """The release is current, but vllm-nemotron's container was recreated by hand from another config:
+    the deploy says so, is not a no-op, starts only that service in its wave, and switches."""
+    cfg, release, names = setup
+    hashes, images = in_step(release, cfg, names)
+    by_hand = {**hashes, "vllm-nemotron": "hash-by-hand"}
+    up_answer = "\n".join([SECTION.format("hashes"), *(f"{n} {h}" for n, h in hashes.items()),
+                           SECTION.format("images"), *(f"{i} {x}" for i, x in images.items())])
+    state = {"ups": []}
+
+    def up(ran):
+        state["ups"].append(ran)
+        return up_answer
+
+    def poll(_ran):  # the second `up` (nemotron's wave) puts the release's config back
+        return inspect_json(names, hashes=hashes if len(state["ups"]) > 1 else by_hand)
+
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text(
+                       release.id, [release.id], inspect_json(names, hashes=by_hand), current_hashes=hashes,
+                       current_images=images), stderr="")),
+                   ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
+                   (" up -d ", up),
+                   ("docker inspect $ids", poll)])
+    lines = []
+    outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+    assert outcome.outcome is Outcome.LIVE, outcome.message
+    assert f"  drift: vllm-nemotron runs config hash-by-hand, release {release.id} says hash-vllm-ne" in lines
+    assert sum(line.startswith("  drift: ") for line in lines) == 1
+    assert kinds_of(ex.commands) == ["preflight", "lock", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
+    assert ex.commands[4].endswith("up -d --no-deps vllm-nemotron")  # only the drifted one in its wave
+    # once all are ready, what each container now carries is recorded as what the release runs
+    [record] = [r for r in ex.ran if "$f.tmp" in r.line]
+    assert record.number == 7 and record.argv[4:6] == (cfg.root, release.id)
+    rows = list(zip(*[iter(record.argv[6:])] * 3))
+    assert rows == [(s.name, hashes[s.name], s.image) for s in specs_of(release, cfg)]
+
+
+def test_a_record_that_cannot_be_written_fails_no_deploy(setup):
+    cfg, release, names = setup
+    hashes, images = in_step(release, cfg, names)
+    up_answer = "\n".join([SECTION.format("hashes"), *(f"{n} {h}" for n, h in hashes.items()),
+                           SECTION.format("images"), *(f"{i} {x}" for i, x in images.items())])
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight_text("r0ld", ["r0ld"], "[]"), stderr="")),
+                   ("ACQUIRED", Result(rc=0, stdout="ACQUIRED\n", stderr="")),
+                   (" up -d ", Result(rc=0, stdout=up_answer, stderr="")),
+                   ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names, hashes=hashes), stderr="")),
+                   ("$f.tmp", Result(rc=1, stdout="", stderr="No space left on device"))])
+    lines = []
+    outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
+    assert outcome.outcome is Outcome.LIVE, outcome.message
+    assert any("could not record" in line and "No space left" in line for line in lines)
+
+
+def test_status_and_diff_show_drift_per_service(setup):
+    from sparkkit.deploy.diff import diff_against_host
+
+    cfg, release, names = setup
+    hashes, images = in_step(release, cfg, names)
+    manifest = release.manifest(cfg=cfg).content
+    ids = {**{n: "sha256:i" for n in names}, "ollama": "sha256:older"}
+    preflight = preflight_text(release.id, [release.id],
+                               inspect_json([n for n in names if n != "searxng"], hashes=hashes, image_ids=ids),
+                               current_hashes=hashes, current_images=images)
+    on_host = {f"releases/{release.id}/release.json": manifest, **{f.path: f.content for f in release.files}}
+
+    def cat_files(ran):  # argv: sh -c SCRIPT sh ROOT PATH...
+        return "\n".join(f"==sparkkit:file:{p}==\n{base64.b64encode(on_host[p]).decode()}" for p in ran.argv[5:])
+
+    ex = FakeHost([("==sparkkit:docker==", Result(rc=0, stdout=preflight, stderr="")),
+                   ("/release.json\" 2>/dev/null || exit 4", Result(rc=0, stdout=manifest.decode(), stderr="")),
+                   ("==sparkkit:file:", cat_files)])
+    ops = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS)
+    status = ops.status()
+    rows = {r["service"]: r for r in status["services"]}
+    assert status["drifted"] == ["ollama", "searxng"]
+    assert rows["ollama"]["drift"] == "image differs" and rows["searxng"]["drift"] == "missing"
+    assert "runs image older" in rows["ollama"]["drift_detail"]
+    assert all(rows[n]["drift"] == "ok" and rows[n]["drift_detail"] is None
+               for n in names if n not in ("ollama", "searxng"))
+
+    facts = ops.facts()
+    text = diff_against_host(ex, cfg, release, SECRETS, release.id, facts=facts)
+    assert text.splitlines() == [
+        f"drift: ollama runs image older, release {release.id}'s image sparkkit-rehearsal-ollama:latest is i",
+        f"drift: searxng has no container, release {release.id} runs it",
+        "drift: the next `sparkkit deploy` puts these services back as the release says"]
 
 
 def test_preflight_problem_touches_nothing(setup):

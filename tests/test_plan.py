@@ -93,14 +93,35 @@ def test_gpu_host_needs_nvidia_runtime_and_new_compose():
 
 def test_noop_only_when_same_release_and_all_ready():
     specs = [spec("a"), spec("b")]
-    ready = (container("a"), container("b", cid="c2"))
-    assert is_noop(facts(current_release="r1", containers=ready), "r1", specs)
-    assert not is_noop(facts(current_release="r0", containers=ready), "r1", specs)
-    assert not is_noop(facts(current_release="r1", containers=ready[:1]), "r1", specs)
-    sick = (container("a"), container("b", cid="c2", health="unhealthy"))
-    assert not is_noop(facts(current_release="r1", containers=sick), "r1", specs)
+    known = dict(current_hashes={"a": "ha", "b": "hb"}, image_ids={"img": "sha256:i"})
+
+    def ok(name, **kw):
+        return container(name, config_hash=f"h{name}", image_id="sha256:i", **kw)
+
+    ready = (ok("a"), ok("b", cid="c2"))
+    assert is_noop(facts(current_release="r1", containers=ready, **known), "r1", specs)
+    assert not is_noop(facts(current_release="r0", containers=ready, **known), "r1", specs)
+    assert not is_noop(facts(current_release="r1", containers=ready[:1], **known), "r1", specs)
+    sick = (ok("a"), ok("b", cid="c2", health="unhealthy"))
+    assert not is_noop(facts(current_release="r1", containers=sick, **known), "r1", specs)
     extra = ready + (container("orphan", cid="c3"),)
-    assert not is_noop(facts(current_release="r1", containers=extra), "r1", specs)
+    assert not is_noop(facts(current_release="r1", containers=extra, **known), "r1", specs)
+
+
+def test_noop_is_refused_when_a_container_drifted_from_the_current_release():
+    specs = [spec("a"), spec("b")]
+    known = dict(current_hashes={"a": "ha", "b": "hb"}, image_ids={"img": "sha256:i"})
+    other_config = (container("a", config_hash="ha", image_id="sha256:i"),
+                    container("b", cid="c2", config_hash="h-by-hand", image_id="sha256:i"))
+    assert not is_noop(facts(current_release="r1", containers=other_config, **known), "r1", specs)
+    other_image = (container("a", config_hash="ha", image_id="sha256:i"),
+                   container("b", cid="c2", config_hash="hb", image_id="sha256:old"))
+    assert not is_noop(facts(current_release="r1", containers=other_image, **known), "r1", specs)
+    # what the release says could not be read (no hashes): not proven unchanged, so not a no-op
+    ready = (container("a", config_hash="ha", image_id="sha256:i"),
+             container("b", cid="c2", config_hash="hb", image_id="sha256:i"))
+    assert not is_noop(facts(current_release="r1", containers=ready, image_ids={"img": "sha256:i"}), "r1", specs)
+    assert is_noop(facts(current_release="r1", containers=ready, **known), "r1", specs)
 
 
 def test_rollback_target_is_the_last_live_release_still_kept():

@@ -69,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", parents=[common], help="render the release locally, touch no host")
     p.add_argument("--out", type=Path, help="write the files here (default: list them)")
     sub.add_parser("diff", parents=[common, ssh],
-                   help="show what a deploy would change on the host (secrets masked); changes nothing")
+                   help="show what a deploy would change on the host (secrets masked), and any drift of its "
+                        "containers from the current release; changes nothing")
     sub.add_parser("deploy", parents=[common, ssh, locking],
                    help="upload the release, bring it up, switch current; restore the previous release on failure")
-    p = sub.add_parser("status", parents=[common, ssh], help="current release and the state of each service")
+    p = sub.add_parser("status", parents=[common, ssh],
+                       help="current release and the state of each service, with its drift from the release")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("rollback", parents=[common, ssh, locking],
                        help="bring back a kept release (default: the one before current)")
@@ -186,10 +188,12 @@ def cmd_render(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
 
 def _status_table(status: dict) -> str:
     rows = [[r["service"], r["state"], r["health"], "-" if r["restarts"] is None else r["restarts"],
-             _uptime(r["uptime_s"]), r["image"] or "-"] for r in status["services"]]
+             _uptime(r["uptime_s"]), r["image"] or "-", r["drift"]] for r in status["services"]]
     head = (f"{status['host']}: release {status['current_release'] or 'none'}  "
             f"(Docker {status['docker'] or '?'}, Compose {status['compose'] or '?'})")
-    return head + "\n" + tabulate(rows, headers=["service", "state", "health", "restarts", "uptime", "image"])
+    table = tabulate(rows, headers=["service", "state", "health", "restarts", "uptime", "image", "drift"])
+    details = [f"drift: {r['drift_detail']}" for r in status["services"] if r["drift_detail"]]
+    return "\n".join([head, table, *details])
 
 
 def _uptime(seconds: int | None) -> str:
@@ -213,8 +217,8 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
             print(json.dumps(status, indent=2) if args.json else _status_table(status))
             return EXIT_OK
         if args.command == "diff":
-            current = ops.facts().current_release
-            text = diff_against_host(ex, cfg, release, secrets, current)
+            facts = ops.facts()
+            text = diff_against_host(ex, cfg, release, secrets, facts.current_release, facts=facts)
             print(text if text else f"{cfg.name}: no changes (release {release.id} is current)")
             return EXIT_OK
         if args.command in ("deploy-and-verify", "verify"):

@@ -70,7 +70,24 @@ class Activation:
                 failed = self.wait_ready(wave_specs)
             if failed:
                 return failed
+        self.record(release_id, specs)
         return None
+
+    def record(self, release_id: str, specs: list[ServiceSpec]) -> None:
+        """Once every wave is ready: write down (``releases/<id>/live.txt``) the config hash each
+        service's container carries and its image tag, which is what the release says it runs from
+        now on (``drift.drift`` compares with it). Every container was created by `compose up` of this
+        release's file or found to carry the very hash compose gives it there, so the labels are
+        compose's own hashes; `docker compose config --hash` is not (it differs for a service with an
+        env_file). A record that cannot be written fails nothing: drift then shows as unknown."""
+        s = self.s
+        rows = [(spec.name, self.seen[spec.name].config_hash, spec.image) for spec in specs
+                if spec.name in self.seen and self.seen[spec.name].config_hash]
+        with s.stage("record"):
+            done = s.ex.run(cmd.record_live(s.cfg.root, release_id, rows), check=False)
+        if done.rc != 0:
+            s.out(f"  could not record what release {release_id} runs (drift will show as unknown): "
+                  f"{(done.stderr or done.stdout).strip()[-200:]}")
 
     def wait_ready(self, specs: list[ServiceSpec]) -> Failure | None:
         s = self.s

@@ -21,7 +21,8 @@ from typing import Callable
 from sparkkit.deploy.activate import Activation, Failure
 from sparkkit.deploy.lock import HostLock, LockHeld
 from sparkkit.deploy.outcome import DeployResult, Outcome
-from sparkkit.deploy.plan import (Recovery, ServiceSpec, is_noop, preflight_problems, prune_candidates,
+from sparkkit.deploy.drift import drifted
+from sparkkit.deploy.plan import (Recovery, ServiceSpec, drift_of, is_noop, preflight_problems, prune_candidates,
                                   rollback_target)
 from sparkkit.deploy.restore import guarded, interrupted, recover
 from sparkkit.deploy.session import HostSession, Printer, Refused
@@ -92,6 +93,9 @@ class HostOps(HostSession):
             return DeployResult(
                 outcome=Outcome.UNCHANGED, action="deploy", release=release.id, previous=release.id,
                 message=f"{cfg.name}: release {release.id} is already current and healthy; nothing restarted")
+        if previous == release.id:  # current, but something runs other than it says: the deploy repairs it
+            for d in drifted(drift_of(facts, specs)):
+                self.out(f"  drift: {d.line(previous)}")
 
         def install_and_start() -> Failure | None:
             if release.id not in facts.releases:
@@ -205,11 +209,14 @@ class HostOps(HostSession):
     def status(self) -> dict:
         facts = self.facts()
         now = datetime.now(timezone.utc)
-        expected = [s.name for s in self.manifest_specs(facts.current_release)] if facts.current_release else []
+        specs = self.manifest_specs(facts.current_release) if facts.current_release else []
+        expected = [s.name for s in specs]
+        drift = {d.service: d for d in drift_of(facts, specs)}
         rows = []
         by_service = {c.service: c for c in facts.containers}
         for name in sorted(set(expected) | set(by_service)):
             c = by_service.get(name)
+            d = drift[name]
             rows.append({
                 "service": name,
                 "state": c.status if c else "missing",
@@ -218,7 +225,10 @@ class HostOps(HostSession):
                 "uptime_s": int((now - c.started_at).total_seconds()) if c and c.started_at and c.status == "running" else None,
                 "image": c.image if c else None,
                 "in_release": name in expected,
+                "drift": d.state.value,  # "ok", or how it differs from the release (deploy/drift.py)
+                "drift_detail": d.line(facts.current_release) if d.drifted else None,
             })
         return {"host": self.cfg.name, "current_release": facts.current_release,
+                "drifted": sorted(name for name, d in drift.items() if d.drifted),
                 "releases": list(facts.releases), "docker": facts.docker_version,
                 "compose": facts.compose_version, "services": rows}

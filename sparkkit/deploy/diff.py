@@ -1,4 +1,5 @@
-"""Show what a deploy would change: rendered release vs the host's current one. Secrets masked."""
+"""Show what a deploy would change: rendered release vs the host's current one, then any drift of the
+host's containers from the current release (``drift.drift``). Secrets masked."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import difflib
 import json
 import re
 
+from sparkkit.deploy.drift import drift, drifted
 from sparkkit.host import commands as cmd
 from sparkkit.inventory.model import HostConfig
 from sparkkit.host.executor import Executor
-from sparkkit.host.facts import parse_cat_files
+from sparkkit.host.facts import HostFacts, parse_cat_files
 from sparkkit.release.render import Release, RenderedFile
 from sparkkit.inventory.secrets import MASK, Secrets
 
@@ -52,17 +54,33 @@ def unified(local: dict[str, tuple[bytes, bool]], remote: dict[str, tuple[bytes 
     return secrets.mask("".join(chunks))
 
 
+def drift_lines(facts: HostFacts, images: dict[str, str]) -> str:
+    """One ``drift:`` line per service that runs other than the current release says (``images``:
+    service -> image tag, from its manifest); empty when nothing drifted."""
+    found = drifted(drift(facts.containers, images=images, hashes=facts.current_hashes, image_ids=facts.image_ids))
+    if not found:
+        return ""
+    lines = [f"drift: {d.line(facts.current_release)}\n" for d in found]
+    return "".join(lines) + "drift: the next `sparkkit deploy` puts these services back as the release says\n"
+
+
 def diff_against_host(ex: Executor, cfg: HostConfig, release: Release, secrets: Secrets,
-                      current: str | None) -> str:
+                      current: str | None, *, facts: HostFacts | None = None) -> str:
+    """The unified diff of the files; with ``facts`` (the host's, read by preflight), then the drift
+    of its containers from the current release (``drift_lines``)."""
     # release.json is derived from the files, so it is left out: the diff shows what matters
     local = {logical_path(f.path): (f.content, f.secret) for f in release.files}
     remote: dict[str, tuple[bytes | None, bool]] = {}
+    images: dict[str, str] = {}
     if current:
         manifest_path = f"releases/{current}/release.json"
         raw = parse_cat_files(ex.run(cmd.cat_files(cfg.root, [manifest_path])).stdout).get(manifest_path)
-        entries = json.loads(raw)["files"] if raw else []
+        manifest = json.loads(raw) if raw else {}
+        entries = manifest.get("files", [])
+        images = {item["name"]: item["image"] for item in manifest.get("services", [])}
         paths = [e["path"] for e in entries]
         files = parse_cat_files(ex.run(cmd.cat_files(cfg.root, paths)).stdout) if paths else {}
         remote = {logical_path(e["path"]): (files.get(e["path"]), bool(e.get("secret"))) for e in entries}
-    return unified(local, remote, remote_label=f"host:{current or 'none'}", local_label=f"new:{release.id}",
+    text = unified(local, remote, remote_label=f"host:{current or 'none'}", local_label=f"new:{release.id}",
                    secrets=secrets)
+    return text + (secrets.mask(drift_lines(facts, images)) if facts is not None else "")

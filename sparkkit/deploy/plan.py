@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from sparkkit.deploy.drift import ServiceDrift, drift, drifted
 from sparkkit.host.facts import Container, HostFacts
 
 MIN_COMPOSE = (2, 20)
@@ -168,11 +169,15 @@ def judge_start(spec: ServiceSpec, container: Container | None, *, elapsed_s: fl
     return StartState(service=name, state="waiting", detail=f"{label} {elapsed_s:.0f}s/{spec.start_timeout_s}s")
 
 
+def drift_of(facts: HostFacts, specs: list[ServiceSpec]) -> tuple[ServiceDrift, ...]:
+    """Every service of the host next to what ``specs`` (the current release's) say it runs."""
+    return drift(facts.containers, images={s.name: s.image for s in specs}, hashes=facts.current_hashes,
+                 image_ids=facts.image_ids)
+
+
 def is_noop(facts: HostFacts, release_id: str, specs: list[ServiceSpec]) -> bool:
-    """Same release already current and every service ready, nothing extra running."""
+    """Same release already current and no drift: every service runs, ready, in one container, the
+    config hash and image the release gives it; nothing extra runs (``drift.drift``)."""
     if facts.current_release != release_id:
         return False
-    by_service = {c.service: c for c in facts.containers}
-    if set(by_service) != {s.name for s in specs}:
-        return False
-    return all(by_service[s.name].ready for s in specs)
+    return not drifted(drift_of(facts, specs))

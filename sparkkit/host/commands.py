@@ -7,6 +7,7 @@ Remote shell scripts are constants that read their inputs from positional parame
 from __future__ import annotations
 
 SECTION = "==sparkkit:{}=="
+LIVE_FILE = "live.txt"  # in releases/<id>/: per service, the config hash and image it ran with when it went live
 
 
 def _sh(script: str, *args: str) -> list[str]:
@@ -45,6 +46,16 @@ for i in "$@"; do
 done
 {{ {_CONTAINERS.strip().replace('$2', '$project')}
 }} > "$t/containers" &
+live=""; cur=$(readlink "$root/current" 2>/dev/null) && live="$root/releases/${{cur##*/}}/{LIVE_FILE}"
+if [ -f "$live" ]; then
+  m=0
+  for i in $(cut -d " " -f 3 "$live" | sort -u); do
+    for j in "$@"; do [ "$i" != "$j" ] || continue 2; done  # images the deploy named: inspected above
+    m=$((m + 1))
+    {{ id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null) && echo "present $i $id"; }} \
+      > "$t/current_image.$m" &
+  done
+fi
 {section("disk")}
 d="$root"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | tail -n 1
 {section("ports")}
@@ -66,13 +77,18 @@ cat "$t/runtimes"
 k=0; while [ "$k" -lt "$n" ]; do k=$((k + 1)); cat "$t/image.$k"; done
 {section("containers")}
 cat "$t/containers"
+{section("current_live")}
+[ ! -f "$live" ] || cat "$live"
+{section("current_images")}
+cat "$t"/current_image.* 2>/dev/null
 {section("end")}
 """
 
 
 def preflight(root: str, project: str, images: list[str], *, runtimes: bool = True) -> list[str]:
     """Everything a deploy decides on, in one round trip. ``runtimes``: ask Docker for its
-    runtimes (slow; only a GPU host needs them)."""
+    runtimes (slow; only a GPU host needs them). Beside it, what the current release says each
+    service runs (for drift): its record (``record_live``) and the ids its image tags name now."""
     return _sh(PREFLIGHT_SCRIPT, root, project, "1" if runtimes else "0", *images)
 
 
@@ -142,6 +158,22 @@ mv -T "$root/.current.tmp" "$root/current"
 
 def switch_current(root: str, release_id: str) -> list[str]:
     return _sh(SWITCH_SCRIPT, root, release_id)
+
+
+RECORD_LIVE_SCRIPT = f"""
+set -e
+f="$1/releases/$2/{LIVE_FILE}"; shift 2
+: > "$f.tmp"
+while [ "$#" -ge 3 ]; do printf '%s %s %s\\n' "$1" "$2" "$3" >> "$f.tmp"; shift 3; done
+mv "$f.tmp" "$f"
+"""
+
+
+def record_live(root: str, release_id: str, services: list[tuple[str, str, str]]) -> list[str]:
+    """Write what a release's services run once it is up: one ``service config-hash image`` line each
+    (the hash compose labelled the container with after `compose up` of the release's file), so drift
+    can be judged later against what the release says rather than what compose would print."""
+    return _sh(RECORD_LIVE_SCRIPT, root, release_id, *[v for row in services for v in row])
 
 
 AUDIT_SCRIPT = """

@@ -48,6 +48,8 @@ class HostFacts:
     activations: tuple[str, ...]  # releases that went live (deploy or rollback ok), oldest first
     containers: tuple[Container, ...]
     image_ids: dict[str, str] = field(default_factory=dict)  # present image -> its id (sha256:...)
+    # service -> the config hash its container had when the current release went live (live.txt)
+    current_hashes: dict[str, str] = field(default_factory=dict)
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -142,6 +144,7 @@ def parse_preflight(text: str) -> HostFacts:
     docker_raw = s.get("docker", "").strip()
     docker_version = _version(docker_raw)
     images = [line.split(" ") + [""] for line in s.get("images", "").splitlines() if " " in line]
+    current_images = [line.split(" ") + [""] for line in s.get("current_images", "").splitlines() if " " in line]
     try:
         runtimes = tuple(sorted(json.loads(s.get("runtimes", "{}") or "{}")))
     except json.JSONDecodeError:
@@ -160,8 +163,20 @@ def parse_preflight(text: str) -> HostFacts:
         releases=tuple(line.strip() for line in s.get("releases", "").splitlines() if line.strip()),
         activations=parse_activations(s.get("audit", "")),
         containers=parse_containers(s.get("containers", "")),
-        image_ids={name: rest[0] for state, name, *rest in images if state == "present" and rest[0]},
+        image_ids={name: rest[0] for state, name, *rest in current_images + images
+                   if state == "present" and rest[0]},
+        current_hashes=parse_live(s.get("current_live", "")),
     )
+
+
+def parse_live(text: str) -> dict[str, str]:
+    """A release's ``live.txt`` (``commands.record_live``): service -> the config hash it went live with."""
+    return {parts[0]: parts[1] for parts in (line.split() for line in text.splitlines()) if len(parts) == 3}
+
+
+def _hashes(text: str) -> dict[str, str]:
+    """``docker compose config --hash '*'``: one ``service hash`` a line."""
+    return dict(line.split(None, 1) for line in text.splitlines() if len(line.split()) == 2)
 
 
 def parse_activations(audit_lines: str) -> tuple[str, ...]:
@@ -211,6 +226,6 @@ def parse_cat_files(text: str) -> dict[str, bytes | None]:
 def parse_hashed_up(text: str) -> tuple[dict[str, str], dict[str, str]]:
     """Output of ``compose_up_hashed`` -> (service -> config hash, image -> id)."""
     s = split_sections(text)
-    hashes = dict(line.split(None, 1) for line in s.get("hashes", "").splitlines() if len(line.split()) == 2)
+    hashes = _hashes(s.get("hashes", ""))
     images = dict(line.split(None, 1) for line in s.get("images", "").splitlines() if len(line.split()) == 2)
     return hashes, images
