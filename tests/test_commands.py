@@ -175,8 +175,8 @@ def test_preflight_reads_what_the_current_release_says_each_service_runs(tmp_pat
     assert facts.image_ids == {"img-a:1": "sha256:id-of-img-a:1", "img-cur:9": "sha256:id-of-img-cur:9"}
     assert facts.images_present == {"img-a:1"} and facts.images_missing == set()
     calls = fake_docker.read_text()
-    assert calls.count("image inspect --format {{.Id}} img-cur:9") == 1
-    assert calls.count("image inspect --format {{.Id}} img-a:1") == 1  # a deploy's own image: looked up once
+    assert calls.count("image inspect --format {{.Id}} -- img-cur:9") == 1
+    assert calls.count("image inspect --format {{.Id}} -- img-a:1") == 1  # a deploy's own image: looked up once
     # no current release: nothing to compare with
     (root / "current").unlink()
     facts = parse_preflight(_sh(cmd.preflight(str(root), "proj", [], runtimes=False), tmp_path).stdout)

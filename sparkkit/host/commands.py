@@ -52,7 +52,7 @@ if [ -f "$live" ]; then
   for i in $(cut -d " " -f 3 "$live" | sort -u); do
     for j in "$@"; do [ "$i" != "$j" ] || continue 2; done  # images the deploy named: inspected above
     m=$((m + 1))
-    {{ id=$(docker image inspect --format '{{{{.Id}}}}' "$i" 2>/dev/null) && echo "present $i $id"; }} \
+    {{ id=$(docker image inspect --format '{{{{.Id}}}}' -- "$i" 2>/dev/null) && echo "present $i $id"; }} \
       > "$t/current_image.$m" &
   done
 fi
