@@ -321,10 +321,8 @@ def _transport_breach(exc: Exception, lim: Limits) -> Breach:
         return Breach(Failure.CONNECT_DEADLINE, f"connect deadline: no connection within {lim.connect_s:g}s")
     if isinstance(exc, httpx.ConnectError):
         return Breach(Failure.CONNECT, _error_text(exc))
-    if isinstance(exc, (httpx.TooManyRedirects, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
-        return Breach(Failure.BROKEN_HTTP, _error_text(exc))
-    if isinstance(exc, httpx.RemoteProtocolError) and "disconnected" not in str(exc).lower():
-        return Breach(Failure.BROKEN_HTTP, _error_text(exc))
+    if isinstance(exc, (httpx.ProtocolError, httpx.TooManyRedirects, httpx.UnsupportedProtocol)):
+        return Breach(Failure.PROTOCOL, _error_text(exc))
     return Breach(Failure.DISCONNECTED, _error_text(exc))
 
 

@@ -25,8 +25,8 @@ class Failure(Enum):
     FIRST_BYTE_DEADLINE = "first-byte deadline"          # the answer's head did not arrive in time
     BETWEEN_EVENTS_DEADLINE = "between-events deadline"  # no complete event (or body piece) in time
     TOTAL_DEADLINE = "total deadline"
-    DISCONNECTED = "disconnected"                        # closed or reset before the answer ended
-    BROKEN_HTTP = "broken HTTP"                          # not HTTP/1.1 as it should be
+    DISCONNECTED = "disconnected"                        # reset, or a read or write that failed
+    PROTOCOL = "HTTP protocol"                           # not HTTP/1.1, or closed before the answer ended
     HTTP_STATUS = "HTTP status"
     REDIRECT = "redirect"                                # not followed
     CONTENT_TYPE = "content type"
@@ -114,16 +114,16 @@ DEFAULTS = {
 }
 
 
-def check_overrides(data: object) -> str | None:
-    """Why a suite's ``limits:`` mapping is wrong (naming the key), or None when it is right."""
+def check_overrides(data: object) -> tuple[str, str] | None:
+    """(the key, why) when a suite's ``limits:`` mapping is wrong, or None when it is right."""
     if not isinstance(data, dict):
-        return "expected a mapping of limits"
+        return "", "expected a mapping of limits"
     for key, value in data.items():
         if key not in KEYS:
-            return f"{key}: unknown limit (expected one of: {', '.join(KEYS)})"
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if KEYS[key] == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-            return f"{key}: expected a positive integer, got {value!r}"
-        if not number or not 0 < value <= 86_400 * (1 if key.endswith("_s") else 1 << 30):
-            return f"{key}: expected a positive number, got {value!r}"
+            return f".{key}", f"unknown limit (expected one of: {', '.join(KEYS)})"
+        if KEYS[key] == "int":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 1 << 40:
+                return f".{key}", f"expected a positive integer, got {value!r}"
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 86_400:
+            return f".{key}", f"expected a positive number of seconds (at most 86400), got {value!r}"
     return None
