@@ -51,7 +51,7 @@ class SSEDecoder:
                 break
             self._line(bytes(buf[pos:m.start()]), events)
             pos = m.end()
-        if len(buf) - pos > self.max_line_bytes:
+        if len(buf) - pos > self.max_line_bytes + 1:  # + 1: a CR at the end may still become CRLF
             raise Breach(Failure.LINE_CAP, f"line cap: a line longer than {self.max_line_bytes} bytes "
                                            f"(line {self.lines + 1})")
         del buf[:pos]
