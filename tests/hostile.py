@@ -186,6 +186,18 @@ async def truncated_json_eof(w: Wire, req: dict) -> bool:
     return False
 
 
+async def huge_head(w: Wire, req: dict) -> bool:
+    await w.raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Filler: ")
+    while True:
+        await w.raw(b"a" * 4096)
+
+
+async def bad_chunk_size(w: Wire, req: dict) -> bool:
+    await w.stream_head()
+    await w.raw(b"zz\r\ndata: {}\r\n")
+    return False
+
+
 async def gzip_unasked(w: Wire, req: dict) -> bool:
     body = gzip.compress(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in GOOD) + b"data: [DONE]\n\n")
     await w.whole(body, content_type="text/event-stream", headers={"Content-Encoding": "gzip"})
@@ -277,6 +289,8 @@ CASES = [
     Case("close_mid_event", "chat", Failure.PROTOCOL, "RemoteProtocolError", close_mid_event),
     Case("close_before_answer", "chat", Failure.PROTOCOL, "without sending a response", hang_up),
     Case("not_http", "chat", Failure.PROTOCOL, "RemoteProtocolError", garbage_head),
+    Case("huge_head", "chat", Failure.PROTOCOL, "RemoteProtocolError", huge_head),
+    Case("bad_chunk_size", "chat", Failure.PROTOCOL, "RemoteProtocolError", bad_chunk_size),
     Case("events_after_done", "chat", Failure.AFTER_DONE, "after [DONE]",
          stream(*GOOD[2:], b"[DONE]", delta(content="late"), done=False)),
     Case("no_done", "chat", Failure.NO_DONE, "no [DONE]", stream(*GOOD[2:], done=False)),

@@ -165,6 +165,17 @@ def test_a_server_that_stops_answering_has_its_remaining_probes_not_run(hostile)
     assert "0/6 (3 not run)" in render_probe([probe])
 
 
+def test_a_burst_of_5xx_is_answers_not_silence(hostile):
+    """HTTP errors are the server answering: each counts as failed, none makes the rest not run."""
+    suite = _chat_suite(2 * NOT_RUN_AFTER)
+    probe = probe_service(Target(service="busy", base_url=hostile.url("status_503"), model="m", suites=(suite.name,)),
+                          {suite.name: suite}, out=lambda line: None)
+    records = probe["results"][0]["records"]
+    assert len(records) == 2 * NOT_RUN_AFTER
+    assert all(r["result"] == "failed" and r["failure"] == "HTTP status" and r["http_status"] == 503
+               and r["error"] == "HTTP 503: busy" for r in records)
+
+
 def test_suite_limits_replace_the_kinds_defaults_and_bad_ones_are_refused():
     from sparkkit.errors import InputError
     from sparkkit.probe.limits import DEFAULTS

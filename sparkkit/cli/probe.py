@@ -46,8 +46,12 @@ def not_run_requests(probes: list[dict]) -> int:
 
 def run_url(args, suites, say) -> tuple[str, list[dict]]:
     base = args.url.rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(base)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 address
+        good = False
+    if not good:
         raise InputError(f"expected an http:// or https:// URL, got {args.url!r}", key="--url")
     if base.endswith("/v1"):
         base = base[:-3]
