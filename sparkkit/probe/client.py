@@ -42,7 +42,7 @@ from typing import AsyncIterator
 import httpx
 
 from sparkkit.probe.fields import loads_json
-from sparkkit.probe.limits import Breach, Failure, Limits, one_line, result_of
+from sparkkit.probe.limits import Breach, Failure, Limits, Result, one_line, result_of
 from sparkkit.probe.pool import FIRST_BYTE_S, RETRIED, ConnectionPool, FirstByteTimeout
 from sparkkit.probe.sse import SSEDecoder
 from sparkkit.probe.stream import ChatRecord, StreamAccumulator, consume, failed, record_from_message
@@ -64,7 +64,7 @@ class HttpRecord:
     retried: bool = False
 
     @property
-    def result(self):
+    def result(self) -> Result:
         return result_of(self.ok, self.failure)
 
     def failing(self, breach: Breach) -> HttpRecord:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sparkkit.probe.fields import count, get, item, loads_json
-from sparkkit.probe.limits import Breach, Failure, Limits, result_of
+from sparkkit.probe.limits import Breach, Failure, Limits, Result, result_of
 
 MAX_DEPTH = Limits().json_depth
 MAX_TOOL_CALLS = 128  # a tool call index above this is absurd
@@ -52,7 +52,7 @@ class ChatRecord:
     retried: bool = False  # sent again on a new connection: the kept-alive one was closed, nothing served
 
     @property
-    def result(self):
+    def result(self) -> Result:
         return result_of(self.ok, self.failure)
 
     def to_json(self) -> dict:
