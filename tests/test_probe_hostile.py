@@ -30,6 +30,7 @@ from tests.hostile import CASES, HostileServer
 LIMITS = Limits(connect_s=1.0, first_byte_s=0.6, between_events_s=0.5, total_s=1.5, line_bytes=64 << 10,
                 event_bytes=64 << 10, body_bytes=1 << 20, json_depth=64)
 SLACK_S = 1.5  # a loaded 2-core machine; a request that waited out a default deadline would take 30 s or more
+PROBE_SLACK_S = 4.0  # the whole probe: 59 threads starting at once, five health pings each, on 2 busy cores
 LIMIT_KEYS = {"connect_s": 1.0, "first_byte_s": 0.6, "between_events_s": 0.5, "total_s": 1.5,
               "line_bytes": 64 << 10, "event_bytes": 64 << 10, "body_bytes": 1 << 20, "json_depth": 64}
 SUITES = {
@@ -85,7 +86,7 @@ def test_every_hostile_case_ends_in_time_as_a_failed_probe_with_its_reason(hosti
             "failure": record["failure"] == case.failure.value,
             "reason": case.says in error and "\n" not in error and 0 < len(error) <= 300,
             "in time": record["latency_ms"] is not None and record["latency_ms"] / 1000 <= LIMITS.total_s + SLACK_S,
-            "probe in time": wall_s <= LIMITS.total_s + 2 * SLACK_S,
+            "probe in time": wall_s <= LIMITS.total_s + PROBE_SLACK_S,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
