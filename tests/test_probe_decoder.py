@@ -16,7 +16,7 @@ from sparkkit.probe.limits import Breach, Failure
 from sparkkit.probe.sse import SSEDecoder
 from sparkkit.probe.stream import StreamAccumulator, record_from_message
 
-QUICK = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+QUICK = settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 LINE, EVENT = 48, 96
 
 scalars = st.none() | st.booleans() | st.integers(min_value=-10**18, max_value=10**18) | st.floats(
