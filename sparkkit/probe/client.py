@@ -28,7 +28,8 @@ sent on a kept-alive connection that the server had closed is sent once more, on
 connection, when not one byte of an answer came back (its clock keeps running from the first
 try), and its record says ``retried``.
 
-May import: ``probe.limits``, ``probe.fields``, ``probe.pool``, ``probe.sse``, ``probe.stream``.
+May import: ``probe.limits``, ``probe.fields``, ``probe.body``, ``probe.pool``, ``probe.sse``,
+``probe.stream``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ import asyncio
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import AsyncIterator
 
 import httpx
 
+from sparkkit.probe.body import Body, read_body
 from sparkkit.probe.fields import loads_json
 from sparkkit.probe.limits import Breach, Failure, Limits, Result, one_line, result_of
 from sparkkit.probe.pool import FIRST_BYTE_S, RETRIED, ConnectionPool, FirstByteTimeout
@@ -122,13 +123,13 @@ class AsyncProbeClient:
                 try:
                     await _check_head(resp, lim, SSE_TYPE if streamed else JSON_TYPE)
                     if not streamed:
-                        body = await _read_body(resp, lim)
+                        body = await read_body(resp, lim)
                         elapsed = time.perf_counter() - start
                         return record_from_message(loads_json(body, max_depth=lim.json_depth), latency_s=elapsed,
                                                    retried=retried)
                     decoder = SSEDecoder(max_line_bytes=lim.line_bytes, max_event_bytes=lim.event_bytes)
                     done = False
-                    body = _Body(resp, lim, start, per_event=True)
+                    body = Body(resp, lim, start, per_event=True)
                     async with aclosing(body.pieces()) as pieces:
                         async for raw, at_s in pieces:
                             events = decoder.feed(raw)
@@ -171,7 +172,7 @@ class AsyncProbeClient:
                 status, retried = resp.status_code, bool(resp.extensions.get(RETRIED))
                 try:
                     await _check_head(resp, lim, JSON_TYPE if expect_json else None)
-                    raw = await _read_body(resp, lim)
+                    raw = await read_body(resp, lim)
                 finally:
                     await resp.aclose()
             elapsed = (time.perf_counter() - start) * 1000
@@ -209,7 +210,7 @@ class AsyncProbeClient:
                 return False
             try:
                 await all_sent.wait()  # every connection is taken before any goes back to the pool
-                await _read_body(resp, self.limits)
+                await read_body(resp, self.limits)
                 return True
             except (httpx.HTTPError, OSError, Breach):
                 return False
@@ -239,7 +240,7 @@ async def _check_head(resp: httpx.Response, lim: Limits, content_type: str | Non
     if resp.status_code != 200:
         try:
             async with asyncio.timeout(min(lim.between_events_s, 5.0)):
-                raw = await _read_body(resp, replace(lim, body_bytes=64 << 10), cut=True)
+                raw = await read_body(resp, replace(lim, body_bytes=64 << 10), cut=True)
         except (TimeoutError, Breach, httpx.HTTPError, OSError):
             raw = b""
         text = raw[:2000].decode("utf-8", "replace")
@@ -254,55 +255,6 @@ async def _check_head(resp: httpx.Response, lim: Limits, content_type: str | Non
         media = got.split(";")[0].strip().lower()
         if media != content_type and not (content_type == JSON_TYPE and media.endswith("+json")):
             raise Breach(Failure.CONTENT_TYPE, f"content type {media or '(empty)'!r}, expected {content_type}")
-
-
-class _Body:
-    """One answer's raw pieces with their arrival time (s since ``start``), each within the
-    between-events deadline: for a stream it restarts at each complete event (``event_seen``), for
-    a plain body at each piece. Past it, a ``Breach``; past the body cap, another."""
-
-    def __init__(self, resp: httpx.Response, lim: Limits, start: float, *, per_event: bool):
-        self._resp, self._lim, self._start, self._per_event = resp, lim, start, per_event
-        self._seen = False
-
-    def event_seen(self) -> None:
-        self._seen = True
-
-    async def pieces(self) -> AsyncIterator[tuple[bytes, float]]:
-        lim, loop = self._lim, asyncio.get_running_loop()
-        chunks = self._resp.aiter_raw().__aiter__()
-        total = 0
-        deadline = loop.time() + lim.between_events_s
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                what = "event" if self._per_event else "piece of the answer"
-                raise Breach(Failure.BETWEEN_EVENTS_DEADLINE,
-                             f"between-events deadline: no {what} for {lim.between_events_s:g}s") from None
-            at_s = time.perf_counter() - self._start  # on arrival, before the decoding
-            total += len(raw)
-            if total > lim.body_bytes:
-                raise Breach(Failure.BODY_CAP, f"body cap: more than {lim.body_bytes} bytes")
-            yield raw, at_s
-            if not self._per_event or self._seen:
-                deadline, self._seen = loop.time() + lim.between_events_s, False
-
-
-async def _read_body(resp: httpx.Response, lim: Limits, *, cut: bool = False) -> bytes:
-    """The whole body within the deadlines and the body cap (``cut``: what fits, no Breach)."""
-    out = bytearray()
-    try:
-        async with aclosing(_Body(resp, lim, time.perf_counter(), per_event=False).pieces()) as pieces:
-            async for raw, _ in pieces:
-                out += raw
-    except Breach:
-        if not cut:
-            raise
-    return bytes(out)
 
 
 def _check_stream(acc: StreamAccumulator, decoder: SSEDecoder) -> None:

@@ -10,6 +10,9 @@ May import: ``probe.limits``.
 from __future__ import annotations
 
 import json
+import re
+from array import array
+from itertools import accumulate
 
 from sparkkit.probe.limits import Breach, Failure
 
@@ -33,26 +36,36 @@ def _reject_constant(name: str):
 
 
 def loads_json(raw: bytes | str, *, max_depth: int, what: str = "the answer") -> object:
-    """``raw`` as JSON; invalid UTF-8, malformed JSON or nesting deeper than ``max_depth`` is a Breach."""
+    """``raw`` as JSON; invalid UTF-8, malformed JSON or nesting deeper than ``max_depth`` is a Breach.
+    The depth is measured before parsing (``nesting``), so the parser never recurses deeply: a
+    RecursionError inside it can upset the interpreter for the rest of the process."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise Breach(Failure.BAD_UTF8, f"{what}: invalid UTF-8 at byte {exc.start}") from None
-    if raw.count("[") + raw.count("{") > max_depth:  # cheap: only then can it be too deep
-        try:
-            value = json.loads(raw, parse_constant=_reject_constant)
-        except RecursionError:
-            raise Breach(Failure.JSON_DEPTH, f"{what}: JSON nested deeper than {max_depth} levels") from None
-        except ValueError as exc:
-            raise Breach(Failure.BAD_JSON, f"{what}: not JSON ({_why(exc)})") from None
-        if depth(value) > max_depth:
-            raise Breach(Failure.JSON_DEPTH, f"{what}: JSON nested deeper than {max_depth} levels")
-        return value
+    if raw.count("[") + raw.count("{") > max_depth and nesting(raw) > max_depth:  # cheap test first
+        raise Breach(Failure.JSON_DEPTH, f"{what}: JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except ValueError as exc:
         raise Breach(Failure.BAD_JSON, f"{what}: not JSON ({_why(exc)})") from None
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+
+
+def nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest, strings left out; linear, no parsing,
+    no loop in Python (16 MiB of brackets in well under a second)."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if not brackets:
+        return 0
+    return max(0, max(accumulate(array("b", brackets.encode("ascii").translate(_STEPS)))))
 
 
 def _why(exc: ValueError) -> str:
