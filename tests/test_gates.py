@@ -140,3 +140,13 @@ def test_a_container_cannot_forge_a_log_section():
                                                  after={"d": container("d")}, logs=logs,
                                                  signatures={"d": ("EngineDeadError",)})}
     assert facts["d"].problems == ["crash signature in the logs: EngineDeadError: hidden?"]
+
+
+def test_requests_not_run_fail_the_gate_and_are_named():
+    probe = chat_probe("vllm-nemotron", failed=1)
+    probe["results"][0]["records"] += [{"ok": False, "warmup": False, "result": "not run", "failure": "not run",
+                                        "error": "not run: vllm-nemotron stopped answering", "ttft_ms": None,
+                                        "decode_tok_s": None}] * 3
+    gates = by_name(evaluate(cfg=cfg(), probes=[probe], headroom_gib=40.0, crashes=[], previous=None))
+    gate = gates[("host", "failed requests")]
+    assert not gate.passed and gate.observed == "4" and gate.why == "vllm-nemotron: 4 (3 not run)"

@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="only this suite (standard, multiturn, tools, mcp, extraction, embeddings, "
                                    "websearch, health, or one of the project's suites/)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every record and summary here")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per-request timeout (default 120)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="every request's total deadline (default: the suite's, 120 for chat; docs/probe.md)")
     p.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
                    help="override an inventory value, as for the other commands")
     p.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 from datetime import datetime, timezone
 
 from sparkkit.inventory.build import build_config
 from sparkkit.inventory.model import accepting_new_host_key
 from sparkkit.errors import InputError
 from sparkkit.inventory.layers import load_host_layers
+from sparkkit.probe import answers
 from sparkkit.probe import client as http
+from sparkkit.probe.limits import Breach, Result
 from sparkkit.probe.report import render_probe
 from sparkkit.probe.runner import Target, probe_service
 from sparkkit.probe.suites import load_suites
@@ -18,11 +21,17 @@ from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
 URL_SUITES = ("standard", "multiturn", "tools", "mcp", "extraction")
 
 
-def _first_model(base_url: str) -> str | None:
-    with http.ProbeClient(base_url, timeout_s=15) as client:
+def _first_model(base_url: str, timeout_s: float | None, say) -> str | None:
+    with http.ProbeClient(base_url, timeout_s=min(timeout_s or 15, 15), connect_timeout_s=5) as client:
         rec = client.request("GET", "/v1/models")
-    data = rec.body.get("data") if rec.ok and isinstance(rec.body, dict) else None
-    return data[0].get("id") if data and isinstance(data[0], dict) else None
+    if not rec.ok:
+        say(f"warning: {base_url}/v1/models: {rec.error}")
+        return None
+    try:
+        return answers.first_model(rec.body)
+    except Breach as exc:
+        say(f"warning: {base_url}/v1/models: {exc.reason}")
+        return None
 
 
 def failed_requests(probes: list[dict]) -> int:
@@ -30,11 +39,23 @@ def failed_requests(probes: list[dict]) -> int:
                if not r.get("warmup") and not r.get("ok"))
 
 
+def not_run_requests(probes: list[dict]) -> int:
+    return sum(1 for p in probes for res in p["results"] for r in res["records"]
+               if not r.get("warmup") and r.get("result") == Result.NOT_RUN.value)
+
+
 def run_url(args, suites, say) -> tuple[str, list[dict]]:
     base = args.url.rstrip("/")
+    try:
+        parts = urlsplit(base)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 address
+        good = False
+    if not good:
+        raise InputError(f"expected an http:// or https:// URL, got {args.url!r}", key="--url")
     if base.endswith("/v1"):
         base = base[:-3]
-    model = args.model or _first_model(base)
+    model = args.model or _first_model(base, args.timeout, say)
     if model is None:
         say(f"warning: {base}/v1/models named no model; sending requests without one")
     names = [args.suite] if args.suite else [n for n in URL_SUITES if n in suites]
@@ -72,6 +93,9 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
 def run_probe(args, *, say) -> int:
     if bool(args.url) == bool(args.host):
         raise InputError("give either HOST or --url URL")
+    if args.timeout is not None and not 0 < args.timeout <= 86_400:
+        raise InputError(f"expected a positive number of seconds (at most 86400), got {args.timeout:g}",
+                         key="--timeout")
     suites = load_suites(args.project_dir)
     if args.suite and args.suite not in suites:
         raise InputError(f"unknown suite {args.suite!r} (suites: {', '.join(sorted(suites))})", key="--suite")
@@ -85,6 +109,7 @@ def run_probe(args, *, say) -> int:
         say(f"records written to {args.json}")
     bad = failed_requests(probes)
     if bad:
-        say(f"{bad} measured request(s) failed")
+        skipped = not_run_requests(probes)
+        say(f"{bad} measured request(s) failed" + (f" ({skipped} of them not run)" if skipped else ""))
         return 1
     return 0

@@ -11,7 +11,12 @@ Rules kept from the raw-asyncio client this replaces: at most ``max_connections`
 at most ``connect_at_once`` at a time (a burst of connects overflows a small listen backlog, the
 simulators listen with 5, and comes back as resets after seconds of SYN retries); a request sent
 on a kept-alive connection that the server had closed is sent once more, on a new connection,
-when not one byte of an answer came back (it was not served).
+when not one byte of an answer came back (it was not served): the response then carries
+``RETRIED`` in its extensions, so the request is recorded as retried.
+
+A request's first-byte deadline (``FIRST_BYTE_S`` in its extensions, seconds) runs from the moment
+it has a connection slot (a wait for a free one does not count) to its answer's head, the resend
+included; past it, ``FirstByteTimeout``.
 
 May import: nothing of sparkkit (httpx only).
 """
@@ -26,6 +31,12 @@ import httpx
 # what a kept-alive connection the server had closed gives back before any byte of an answer:
 # "Server disconnected without sending a response", a reset, or a broken pipe
 NOT_SERVED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+FIRST_BYTE_S = "sparkkit.first_byte_s"  # request extension: the first-byte deadline
+RETRIED = "sparkkit.retried"  # response extension: sent twice, the first time on a closed connection
+
+
+class FirstByteTimeout(httpx.TimeoutException):
+    """The answer's head did not arrive within the request's first-byte deadline."""
 
 
 class ConnectionPool(httpx.AsyncBaseTransport):
@@ -42,21 +53,32 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._free.acquire()
         slot = self._idle.pop() if self._idle else self._new_slot()
+        first_byte_s = request.extensions.get(FIRST_BYTE_S)
         try:
-            trace = request.extensions["trace"] = _Trace(self)
             try:
-                response = await slot.handle_async_request(request)
-            except NOT_SERVED:
-                if trace.connected:
-                    raise
-                # the slot's connection was closed and dropped with the error: this opens a new one
-                request.extensions["trace"] = _Trace(self)
-                response = await slot.handle_async_request(request)
+                async with asyncio.timeout(first_byte_s):
+                    response, retried = await self._send(slot, request)
+            except TimeoutError:
+                raise FirstByteTimeout(f"no answer within {first_byte_s:g}s", request=request) from None
         except BaseException:
             self._put_back(slot)
             raise
+        if retried:
+            response.extensions[RETRIED] = True
         response.stream = _GivesBackSlot(response.stream, lambda: self._put_back(slot))
         return response
+
+    async def _send(self, slot: httpx.AsyncHTTPTransport, request: httpx.Request) -> tuple[httpx.Response, bool]:
+        """(the response, whether it took a second try on a new connection)."""
+        trace = request.extensions["trace"] = _Trace(self)
+        try:
+            return await slot.handle_async_request(request), False
+        except NOT_SERVED:
+            if trace.connected:
+                raise
+            # the slot's connection was closed and dropped with the error: this opens a new one
+            request.extensions["trace"] = _Trace(self)
+            return await slot.handle_async_request(request), True
 
     def _new_slot(self) -> httpx.AsyncHTTPTransport:
         slot = httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False,

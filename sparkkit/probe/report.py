@@ -25,6 +25,12 @@ def _tokens(stat: dict | None) -> str:
     return "unknown" if stat is None or stat.get("p50") is None else f"{stat['p50']:.0f}"
 
 
+def _ok(row: dict) -> str:
+    """"3/5", or "3/5 (2 not run)" when the service stopped answering."""
+    not_run = row.get("not_run") or 0
+    return f"{row['ok']}/{row['n']}" + (f" ({not_run} not run)" if not_run else "")
+
+
 def _first_error(row: dict) -> str:
     errors = row.get("errors") or []
     return (errors[0][:70] + ("…" if len(errors[0]) > 70 else "")) if errors else ""
@@ -45,13 +51,13 @@ def service_tables(probe: dict, fmt: str = "simple", level: str = "###") -> str:
         if kind == "chat":
             table = [[r["case"], _ms(_p50(r["ttft_ms"])), _ms((r["ttft_ms"] or {}).get("p90")),
                       _ms(_p50(r["ttfo_ms"])), _rate(_p50(r["decode_tok_s"])), _rate(_p50(r["e2e_tok_s"])),
-                      _tokens(r["completion_tokens"]), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
+                      _tokens(r["completion_tokens"]), _ok(r), _first_error(r)] for r in rows]
             section(f"Latency & Throughput ({suite})", table,
                     ["Test", "TTFT p50", "TTFT p90", "TTFO p50", "decode tok/s p50", "e2e tok/s p50", "tokens p50",
                      "ok", "error"])
         elif kind == "conversation":
             table = [[r["case"], f"Turn {r['turn']}", _ms(_p50(r["ttft_ms"])), _ms(_p50(r["ttfo_ms"])),
-                      _growth(r), f"{r['ok']}/{r['n']}"] for r in rows]
+                      _growth(r), _ok(r)] for r in rows]
             section(f"Multi-turn TTFT Scaling ({suite})", table,
                     ["Conversation", "Turn", "TTFT p50", "TTFO p50", "Growth", "ok"])
         elif kind == "tools":
@@ -67,15 +73,15 @@ def service_tables(probe: dict, fmt: str = "simple", level: str = "###") -> str:
         elif kind == "embeddings":
             table = [[r["case"][:40], ",".join(map(str, r["dimension"])) or "-",
                       "yes" if r["deterministic"] else "no", "yes" if r["distinct"] else "no",
-                      _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
+                      _ms(_p50(r["latency_ms"])), _ok(r), _first_error(r)] for r in rows]
             section(f"Embeddings ({suite})", table,
                     ["Text", "Dimension", "Deterministic", "Distinct", "Latency p50", "ok", "error"])
         elif kind == "websearch":
-            table = [[r["case"], r["results_min"], _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}",
+            table = [[r["case"], r["results_min"], _ms(_p50(r["latency_ms"])), _ok(r),
                       _first_error(r)] for r in rows]
             section(f"Web Search ({suite})", table, ["Query", "Results (min)", "Latency p50", "ok", "error"])
         elif kind == "health":
-            table = [[r["case"], _ms(_p50(r["latency_ms"])), f"{r['ok']}/{r['n']}", _first_error(r)] for r in rows]
+            table = [[r["case"], _ms(_p50(r["latency_ms"])), _ok(r), _first_error(r)] for r in rows]
             section("Health", table, ["Endpoint", "Latency p50", "ok", "error"])
     if probe["quality"]:
         table = [[g["gate"], f"{g['passed']}/{g['total']}", "pass" if g["passed"] == g["total"] else "FAIL",

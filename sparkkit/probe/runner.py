@@ -1,4 +1,13 @@
-"""Run suites against one service. A probe never raises; one failing case never stops the suite."""
+"""Run suites against one service. A probe never raises; one failing case never stops the suite.
+
+Each suite's requests run within its limits (``Suite.limits``: the kind's defaults, the suite's
+``limits:``, then ``--timeout`` for the total). A service that stops answering, ``NOT_RUN_AFTER``
+requests in a row ending without an answer (a deadline passed, or no connection), has its
+remaining requests recorded as not run (``Failure.NOT_RUN``) with that reason, at once.
+
+May import: ``probe.limits``, ``probe.answers``, ``probe.client``, ``probe.metrics``, ``probe.scoring``,
+``probe.stream``, ``probe.suites``.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +15,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sparkkit.probe import answers
 from sparkkit.probe import client as http
+from sparkkit.probe.limits import UNANSWERED, Breach, Failure, Limits, Result
 from sparkkit.probe.metrics import summary
 from sparkkit.probe.scoring import (factually_correct, markdown_found, score_extraction, score_tool_call,
                                     thinking_leak)
 from sparkkit.probe.stream import ChatRecord, failed
-from sparkkit.probe.suites import Suite
+from sparkkit.probe.suites import HEALTH, Suite
 
 Printer = Callable[[str], None]
-BREAKER_AFTER = 2  # consecutive connection failures after which a service's remaining requests are skipped
+NOT_RUN_AFTER = 3  # requests in a row without an answer after which a service's remaining ones are not run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,42 +53,48 @@ class SuiteResult:
 
 
 class Session:
-    """One service's client and its circuit breaker."""
+    """One service's client, the limits of the suite being run, and the not-run rule."""
 
-    def __init__(self, target: Target, client: http.ProbeClient, out: Printer):
+    def __init__(self, target: Target, client: http.ProbeClient, out: Printer, *, limits: Limits | None = None):
         self.target = target
         self.client = client
         self.out = out
-        self.consecutive_down = 0
+        self.limits = limits or Limits()
+        self.unanswered = 0  # requests in a row that ended without an answer
         self.last_error = ""
 
-    def _down(self) -> bool:
-        return self.consecutive_down >= BREAKER_AFTER
+    def _stopped(self) -> bool:
+        return self.unanswered >= NOT_RUN_AFTER
 
-    def _note(self, ok: bool, status: int | None, error: str | None) -> None:
-        if ok or status is not None:
-            self.consecutive_down = 0
-        else:
-            self.consecutive_down += 1
+    def _note(self, failure: Failure | None, error: str | None) -> None:
+        if failure in UNANSWERED:
+            self.unanswered += 1
             self.last_error = error or ""
+        else:
+            self.unanswered = 0
 
-    def skipped(self) -> str:
-        return (f"skipped: {self.target.service} unreachable after {BREAKER_AFTER} consecutive connection "
-                f"failures (last: {self.last_error})")
+    def not_run(self) -> str:
+        return (f"not run: {self.target.service} stopped answering ({NOT_RUN_AFTER} requests in a row without "
+                f"an answer; last: {self.last_error})")
 
     def chat(self, payload: dict) -> ChatRecord:
-        if self._down():
-            return failed(self.skipped())
-        record = self.client.chat(payload)
-        self._note(record.ok or record.chunks > 0, record.http_status, record.error)
+        if self._stopped():
+            return failed(self.not_run(), failure=Failure.NOT_RUN)
+        record = self.client.chat(payload, limits=self.limits)
+        self._note(record.failure, record.error)
         return record
 
     def request(self, method: str, path: str, **kw) -> http.HttpRecord:
-        if self._down():
-            return http.HttpRecord(ok=False, error=self.skipped(), latency_ms=None, status=None, body=None)
-        record = self.client.request(method, path, **kw)
-        self._note(record.ok, record.status, record.error)
+        if self._stopped():
+            return http.HttpRecord(ok=False, error=self.not_run(), failure=Failure.NOT_RUN, latency_ms=None,
+                                   status=None, body=None)
+        record = self.client.request(method, path, limits=self.limits, **kw)
+        self._note(record.failure, record.error)
         return record
+
+
+def _not_run(records: list) -> int:
+    return sum(1 for r in records if r.result is Result.NOT_RUN)
 
 
 def chat_payload(model: str | None, messages: list[dict], *, thinking: bool | None, max_tokens: int,
@@ -101,7 +118,7 @@ def _messages(system: str | None, prompt: str) -> list[dict]:
 def _chat_row(case: str, records: list[ChatRecord], **extra) -> dict:
     ok = [r for r in records if r.ok]
     tokens = [r.completion_tokens for r in ok]
-    row = {"case": case, "ok": len(ok), "n": len(records),
+    row = {"case": case, "ok": len(ok), "n": len(records), "not_run": _not_run(records),
            "ttft_ms": summary([r.ttft_ms for r in ok]), "ttfo_ms": summary([r.ttfo_ms for r in ok]),
            "decode_tok_s": summary([r.decode_tok_s for r in ok]), "e2e_tok_s": summary([r.e2e_tok_s for r in ok]),
            "completion_tokens": summary(tokens) if all(t is not None for t in tokens) else None,
@@ -131,7 +148,8 @@ def run_chat(s: Session, suite: Suite) -> SuiteResult:
             if not warm:
                 measured.append(record)
         res.summary.append(_chat_row(case["id"], measured))
-        s.out(f"    {suite.name}/{case['id']}: {len([r for r in measured if r.ok])}/{len(measured)} ok")
+        skipped = f" ({_not_run(measured)} not run)" if _not_run(measured) else ""
+        s.out(f"    {suite.name}/{case['id']}: {len([r for r in measured if r.ok])}/{len(measured)} ok{skipped}")
     return res
 
 
@@ -217,17 +235,20 @@ def run_embeddings(s: Session, suite: Suite) -> SuiteResult:
     warmups, runs = suite.get("warmups", 1), suite.get("runs", 5)
     seen: dict[str, str] = {}
     for text in suite.get("texts"):
-        latencies, dims, keys, errors = [], set(), set(), set()
+        latencies, dims, keys, errors, not_run = [], set(), set(), set(), 0
         for i in range(warmups + runs):
             rec = s.request("POST", "/api/embed", json_body={"model": s.target.model, "input": text})
-            vectors = rec.body.get("embeddings") if rec.ok and isinstance(rec.body, dict) else None
-            if rec.ok and not (isinstance(vectors, list) and vectors and isinstance(vectors[0], list)):
-                rec = http.HttpRecord(ok=False, error="no embeddings in the answer", latency_ms=rec.latency_ms,
-                                      status=rec.status, body=None)
+            vectors = None
+            if rec.ok:
+                try:
+                    vectors = answers.embeddings(rec.body)
+                except Breach as exc:
+                    rec = rec.failing(exc)
             res.records.append({"case": text, "warmup": i < warmups, **{k: v for k, v in rec.to_json().items()
                                                                        if k != "body"}})
             if not rec.ok:
                 errors.add(rec.error)
+                not_run += i >= warmups and rec.result is Result.NOT_RUN
                 continue
             dims.add(len(vectors[0]))
             keys.add(_vector_key(vectors[0]))
@@ -237,8 +258,8 @@ def run_embeddings(s: Session, suite: Suite) -> SuiteResult:
         distinct = key is not None and key not in seen.values()
         if key is not None:
             seen[text] = key
-        res.summary.append({"case": text, "ok": len(latencies), "n": runs, "dimension": sorted(dims),
-                            "deterministic": len(keys) == 1, "distinct": distinct,
+        res.summary.append({"case": text, "ok": len(latencies), "n": runs, "not_run": not_run,
+                            "dimension": sorted(dims), "deterministic": len(keys) == 1, "distinct": distinct,
                             "latency_ms": summary(latencies), "errors": sorted(errors)})
     passed = sum(1 for row in res.summary if row["ok"] == row["n"] and row["deterministic"] and row["distinct"]
                  and len(row["dimension"]) == 1)
@@ -251,25 +272,29 @@ def run_websearch(s: Session, suite: Suite) -> SuiteResult:
     warmups, runs = suite.get("warmups", 1), suite.get("runs", 5)
     min_results = suite.get("min_results", 1)
     for query in suite.get("queries"):
-        latencies, counts, errors = [], [], set()
+        latencies, counts, errors, not_run = [], [], set(), 0
         for i in range(warmups + runs):
             rec = s.request("GET", "/search", params={"q": query, "format": "json"})
             if rec.status == 403:
                 rec = http.HttpRecord(ok=False, latency_ms=rec.latency_ms, status=403, body=None,
+                                      failure=Failure.HTTP_STATUS, retried=rec.retried,
                                       error="HTTP 403: the json format is not enabled in SearXNG's settings.yml")
-            results = rec.body.get("results") if rec.ok and isinstance(rec.body, dict) else None
-            if rec.ok and not isinstance(results, list):
-                rec = http.HttpRecord(ok=False, error="no results list in the answer", latency_ms=rec.latency_ms,
-                                      status=rec.status, body=None)
+            found = None
+            if rec.ok:
+                try:
+                    found = answers.search_results(rec.body)
+                except Breach as exc:
+                    rec = rec.failing(exc)
             res.records.append({"case": query, "warmup": i < warmups,
                                 **{k: v for k, v in rec.to_json().items() if k != "body"},
-                                "results": len(results) if isinstance(results, list) else None})
+                                "results": found.results if found else None})
             if not rec.ok:
                 errors.add(rec.error)
+                not_run += i >= warmups and rec.result is Result.NOT_RUN
             elif i >= warmups:
                 latencies.append(rec.latency_ms)
-                counts.append(sum(1 for r in results if isinstance(r, dict) and r.get("url") and r.get("title")))
-        res.summary.append({"case": query, "ok": len(latencies), "n": runs,
+                counts.append(found.complete)
+        res.summary.append({"case": query, "ok": len(latencies), "n": runs, "not_run": not_run,
                             "results_min": min(counts) if counts else 0, "latency_ms": summary(latencies),
                             "errors": sorted(errors)})
     passed = sum(1 for row in res.summary if row["ok"] == row["n"] and row["results_min"] >= min_results)
@@ -280,16 +305,17 @@ def run_websearch(s: Session, suite: Suite) -> SuiteResult:
 def run_health(s: Session, suite: Suite) -> SuiteResult:
     res = SuiteResult(service=s.target.service, suite=suite.name, kind=suite.kind)
     warmups, runs = suite.get("warmups", 1), suite.get("runs", 5)
-    latencies, errors = [], set()
+    latencies, errors, not_run = [], set(), 0
     for i in range(warmups + runs):
         rec = s.request("GET", s.target.health_path, expect_json=False)
         res.records.append({"case": s.target.health_path, "warmup": i < warmups,
                             **{k: v for k, v in rec.to_json().items() if k != "body"}})
         if not rec.ok:
             errors.add(rec.error)
+            not_run += i >= warmups and rec.result is Result.NOT_RUN
         elif i >= warmups:
             latencies.append(rec.latency_ms)
-    res.summary.append({"case": s.target.health_path, "ok": len(latencies), "n": runs,
+    res.summary.append({"case": s.target.health_path, "ok": len(latencies), "n": runs, "not_run": not_run,
                         "latency_ms": summary(latencies), "errors": sorted(errors)})
     res.score = {"passed": int(len(latencies) == runs), "total": 1, "accuracy": float(len(latencies) == runs)}
     return res
@@ -331,11 +357,12 @@ def quality_gates(results: list[SuiteResult]) -> list[dict]:
 
 
 def probe_service(target: Target, suites: dict[str, Suite], *, out: Printer,
-                  only: str | None = None, timeout_s: float = 120.0) -> dict:
-    """Run the target's suites; returns {"service", "rtt_ms", "results": [...], "quality": [...]}."""
+                  only: str | None = None, timeout_s: float | None = None) -> dict:
+    """Run the target's suites; returns {"service", "rtt_ms", "results": [...], "quality": [...]}.
+    ``timeout_s`` replaces every suite's total deadline (None: the suites' own)."""
     names = [only] if only else list(target.suites)
-    with http.ProbeClient(target.base_url, timeout_s=timeout_s) as client:
-        s = Session(target, client, out)
+    with http.ProbeClient(target.base_url) as client:
+        s = Session(target, client, out, limits=HEALTH.limits().with_total(timeout_s))
         rtts = []
         for _ in range(5):
             rec = s.request("GET", target.health_path, expect_json=False)
@@ -345,6 +372,7 @@ def probe_service(target: Target, suites: dict[str, Suite], *, out: Printer,
         for name in names:
             suite = suites[name]
             out(f"  {target.service}: suite {name}")
+            s.limits = suite.limits().with_total(timeout_s)
             results.append(RUNNERS[suite.kind](s, suite))
     return {"service": target.service, "base_url": target.base_url, "model": target.model,
             "rtt_ms": summary(rtts), "results": [r.to_json() for r in results],

@@ -4,12 +4,23 @@ Definitions (DESIGN.md §3): TTFT is the first chunk carrying any token (reasoni
 tool call); TTFO the first content or tool-call chunk. Output tokens come only from the server's
 final usage chunk; without it they are unknown. Decode tok/s = (completion_tokens - 1) /
 (t_last_token - t_first_token); end-to-end tok/s = completion_tokens / latency.
+
+Every field read from a chunk is checked for its JSON type (``probe.fields``); the first chunk
+that breaks a check, malformed JSON, or an event after ``[DONE]`` is kept as the accumulator's
+``breach`` (nothing is added after it) and the record fails with it. Nothing here raises.
+
+May import: ``probe.limits``, ``probe.fields``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from sparkkit.probe.fields import count, get, item, loads_json
+from sparkkit.probe.limits import Breach, Failure, Limits, Result, result_of
+
+MAX_DEPTH = Limits().json_depth
+MAX_TOOL_CALLS = 128  # a tool call index above this is absurd
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,7 +34,7 @@ class ToolCall:
 @dataclass(frozen=True, kw_only=True)
 class ChatRecord:
     ok: bool
-    error: str | None
+    error: str | None  # one line, naming the field or limit
     ttft_ms: float | None
     ttfo_ms: float | None
     latency_ms: float | None
@@ -37,17 +48,27 @@ class ChatRecord:
     finish_reason: str | None
     chunks: int
     http_status: int | None = None
+    failure: Failure | None = None  # what it failed of (None when ok)
+    retried: bool = False  # sent again on a new connection: the kept-alive one was closed, nothing served
+
+    @property
+    def result(self) -> Result:
+        return result_of(self.ok, self.failure)
 
     def to_json(self) -> dict:
         out = dict(self.__dict__)
         out["tool_calls"] = [tc.__dict__ for tc in self.tool_calls]
+        out["failure"] = self.failure.value if self.failure else None
+        out["result"] = self.result.value
         return out
 
 
-def failed(error: str, *, http_status: int | None = None, latency_ms: float | None = None) -> ChatRecord:
+def failed(error: str, *, failure: Failure = Failure.UNEXPECTED, http_status: int | None = None,
+           latency_ms: float | None = None, retried: bool = False, chunks: int = 0) -> ChatRecord:
     return ChatRecord(ok=False, error=error, ttft_ms=None, ttfo_ms=None, latency_ms=latency_ms, decode_tok_s=None,
                       e2e_tok_s=None, prompt_tokens=None, completion_tokens=None, text="", reasoning="",
-                      tool_calls=(), finish_reason=None, chunks=0, http_status=http_status)
+                      tool_calls=(), finish_reason=None, chunks=chunks, http_status=http_status, failure=failure,
+                      retried=retried)
 
 
 @dataclass
@@ -60,7 +81,8 @@ class _Call:
 class StreamAccumulator:
     """Collects chunks (parsed JSON) with their arrival time relative to the request start (s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_depth: int = MAX_DEPTH) -> None:
+        self.max_depth = max_depth
         self.first_token_s: float | None = None
         self.first_output_s: float | None = None
         self.last_token_s: float | None = None
@@ -69,44 +91,87 @@ class StreamAccumulator:
         self.calls: dict[int, _Call] = {}
         self.finish_reason: str | None = None
         self.usage: dict | None = None
+        self.completion_tokens: int | None = None
+        self.prompt_tokens: int | None = None
         self.chunks = 0
         self.server_error: str | None = None
+        self.done = False
+        self.breach: Breach | None = None
 
-    def add(self, chunk: dict, at_s: float) -> None:
-        self.chunks += 1
-        if not isinstance(chunk, dict):
+    def add_event(self, data: str, at_s: float) -> bool:
+        """One SSE data payload; True when it was [DONE]. A breach is kept, not raised."""
+        if self.breach is not None:
+            return False
+        if self.done:
+            self.breach = Breach(Failure.AFTER_DONE, f"event after [DONE] (after {self.chunks} chunk(s))")
+            return False
+        if data.strip() == "[DONE]":
+            self.done = True
+            return True
+        try:
+            chunk = loads_json(data, max_depth=self.max_depth, what=f"event {self.chunks + 1}")
+        except Breach as exc:
+            self.breach = exc
+            return False
+        self.add(chunk, at_s)
+        return False
+
+    def add(self, chunk: object, at_s: float) -> None:
+        if self.breach is not None:
             return
-        if chunk.get("error"):
-            err = chunk["error"]
-            self.server_error = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
+        self.chunks += 1
+        try:
+            self._read(item(chunk, dict, f"event {self.chunks}"), at_s)
+        except Breach as exc:
+            self.breach = exc
+
+    def _read(self, chunk: dict, at_s: float) -> None:
+        err = chunk.get("error")
+        if err:
+            message = err.get("message") if isinstance(err, dict) else None
+            self.server_error = str(message if isinstance(message, str) else err)[:200]
+        usage = get(chunk, "usage", dict, "")
+        if usage:
+            self.usage = usage
+            self.completion_tokens = count(usage, "completion_tokens", "usage")
+            self.prompt_tokens = count(usage, "prompt_tokens", "usage")
+        for i, choice in enumerate(get(chunk, "choices", list, "") or ()):
+            where = f"choices[{i}]"
+            choice = item(choice, dict, where)
+            delta = get(choice, "delta", dict, where) or {}
+            where += ".delta"
             token = output = False
             # vLLM sends `reasoning` (current) or `reasoning_content` (older), sometimes both with the
             # same text: take one of them, never both.
-            reasoning = delta.get("reasoning")
-            if not reasoning:
-                reasoning = delta.get("reasoning_content")
+            reasoning = get(delta, "reasoning", str, where)
+            older = get(delta, "reasoning_content", str, where)
+            reasoning = reasoning or older
             if reasoning:
                 self.reasoning.append(reasoning)
                 token = True
-            content = delta.get("content")
+            content = get(delta, "content", str, where)
             if content:
                 self.text.append(content)
                 token = output = True
-            for tc in delta.get("tool_calls") or ():
-                index = tc.get("index", 0)
+            for j, tc in enumerate(get(delta, "tool_calls", list, where) or ()):
+                at = f"{where}.tool_calls[{j}]"
+                tc = item(tc, dict, at)
+                index = count(tc, "index", at) or 0
+                if index >= MAX_TOOL_CALLS:
+                    raise Breach(Failure.OUT_OF_RANGE, f"{at}.index: {index} is out of range (0 to "
+                                                       f"{MAX_TOOL_CALLS - 1})")
                 call = self.calls.setdefault(index, _Call())
-                if tc.get("id"):
-                    call.id = tc["id"]
-                fn = tc.get("function") or {}
-                if fn.get("name"):
-                    call.name += fn["name"]
+                call_id = get(tc, "id", str, at)
+                if call_id:
+                    call.id = call_id
+                fn = get(tc, "function", dict, at) or {}
+                name = get(fn, "name", str, f"{at}.function")
+                if name:
+                    call.name += name
                     token = output = True
-                if fn.get("arguments"):
-                    call.arguments.append(fn["arguments"])
+                arguments = get(fn, "arguments", str, f"{at}.function")
+                if arguments:
+                    call.arguments.append(arguments)
                     token = output = True
             if token:
                 if self.first_token_s is None:
@@ -114,8 +179,9 @@ class StreamAccumulator:
                 self.last_token_s = at_s
             if output and self.first_output_s is None:
                 self.first_output_s = at_s
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+            finish = get(choice, "finish_reason", str, f"choices[{i}]")
+            if finish:
+                self.finish_reason = finish
 
     def tool_calls(self) -> tuple[ToolCall, ...]:
         out = []
@@ -123,29 +189,31 @@ class StreamAccumulator:
             call = self.calls[index]
             raw = "".join(call.arguments)
             try:
-                parsed = json.loads(raw) if raw.strip() else {}
+                parsed = loads_json(raw, max_depth=self.max_depth, what="arguments") if raw.strip() else {}
                 error = None if isinstance(parsed, dict) else "arguments are not a JSON object"
                 parsed = parsed if isinstance(parsed, dict) else None
-            except json.JSONDecodeError as exc:
-                parsed, error = None, f"arguments are not valid JSON: {exc.msg}"
+            except Breach as exc:
+                parsed, error = None, f"arguments are not valid JSON: {exc.reason}"
             out.append(ToolCall(name=call.name, arguments=raw, parsed=parsed, error=error))
         return tuple(out)
 
-    def record(self, *, end_s: float, done: bool, http_status: int | None = 200) -> ChatRecord:
-        usage = self.usage or {}
-        completion = usage.get("completion_tokens")
-        completion = completion if isinstance(completion, int) else None
-        prompt = usage.get("prompt_tokens")
-        prompt = prompt if isinstance(prompt, int) else None
-        latency_ms = end_s * 1000
-        error = None
+    def failure(self) -> tuple[Failure, str] | None:
+        """Why the stream so far is a failed request, or None."""
+        if self.breach is not None:
+            return self.breach.failure, self.breach.reason
         if self.server_error:
-            error = f"server error in stream: {self.server_error}"
-        elif self.first_token_s is None:
-            error = (f"stream ended without any token (finish_reason={self.finish_reason}, "
-                     f"{self.chunks} chunk(s))")
-        elif not done:
-            error = "stream ended early (no [DONE])"
+            return Failure.SERVER_ERROR, f"server error in stream: {self.server_error}"
+        return None
+
+    def record(self, *, end_s: float, done: bool, http_status: int | None = 200, retried: bool = False) -> ChatRecord:
+        completion, prompt = self.completion_tokens, self.prompt_tokens
+        latency_ms = end_s * 1000
+        why = self.failure()
+        if why is None and self.first_token_s is None:
+            why = Failure.NO_TOKEN, (f"stream ended without any token (finish_reason={self.finish_reason}, "
+                                     f"{self.chunks} chunk(s))")
+        elif why is None and not done:
+            why = Failure.NO_DONE, "stream ended early (no [DONE])"
         decode = None
         if completion is not None and self.first_token_s is not None and self.last_token_s is not None:
             span = self.last_token_s - self.first_token_s
@@ -153,55 +221,69 @@ class StreamAccumulator:
                 decode = (completion - 1) / span
         e2e = completion / end_s if completion is not None and end_s > 0 else None
         return ChatRecord(
-            ok=error is None, error=error,
+            ok=why is None, error=None if why is None else why[1], failure=None if why is None else why[0],
             ttft_ms=None if self.first_token_s is None else self.first_token_s * 1000,
             ttfo_ms=None if self.first_output_s is None else self.first_output_s * 1000,
             latency_ms=latency_ms, decode_tok_s=decode, e2e_tok_s=e2e,
             prompt_tokens=prompt, completion_tokens=completion, text="".join(self.text),
             reasoning="".join(self.reasoning), tool_calls=self.tool_calls(), finish_reason=self.finish_reason,
-            chunks=self.chunks, http_status=http_status)
+            chunks=self.chunks, http_status=http_status, retried=retried)
 
 
 def consume(acc: StreamAccumulator, events: list[str], at_s: float) -> bool:
     """Add each SSE data payload's chunk to ``acc`` (arrived at ``at_s``); True when one was [DONE]."""
     done = False
     for data in events:
-        chunk, is_done = parse_event(data)
-        done = done or is_done
-        if chunk is not None:
-            acc.add(chunk, at_s)
+        done = acc.add_event(data, at_s) or done
     return done
 
 
 def parse_event(data: str) -> tuple[dict | None, bool]:
-    """One SSE data payload -> (chunk or None, is [DONE])."""
+    """One SSE data payload -> (chunk or None, is [DONE]); anything but a JSON object within the
+    depth cap gives None."""
     if data.strip() == "[DONE]":
         return None, True
     try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError:
+        chunk = loads_json(data, max_depth=MAX_DEPTH)
+    except Breach:
         return None, False
     return (chunk if isinstance(chunk, dict) else None), False
 
 
-def record_from_message(body: dict, *, latency_s: float, http_status: int = 200) -> ChatRecord:
-    """A non-streaming chat completion: no TTFT, just latency, usage and the message."""
-    choice = (body.get("choices") or [{}])[0]
-    msg = choice.get("message") or {}
-    usage = body.get("usage") or {}
-    completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None
-    calls = []
-    for tc in msg.get("tool_calls") or ():
-        fn = tc.get("function") or {}
-        acc = StreamAccumulator()
-        acc.add({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": fn}]}}]}, 0.0)
-        calls.extend(acc.tool_calls())
-    text = msg.get("content") or ""
-    reasoning = msg.get("reasoning") or msg.get("reasoning_content") or ""
+def record_from_message(body: object, *, latency_s: float, http_status: int = 200, retried: bool = False) -> ChatRecord:
+    """A non-streaming chat completion: no TTFT, just latency, usage and the message. Never raises."""
+    try:
+        return _from_message(body, latency_s=latency_s, http_status=http_status, retried=retried)
+    except Breach as exc:
+        return failed(exc.reason, failure=exc.failure, http_status=http_status, latency_ms=latency_s * 1000,
+                      retried=retried)
+
+
+def _from_message(body: object, *, latency_s: float, http_status: int, retried: bool) -> ChatRecord:
+    body = item(body, dict, "the answer")
+    choices = get(body, "choices", list, "", required=True)
+    if not choices:
+        raise Breach(Failure.EMPTY, "choices: empty")
+    choice = item(choices[0], dict, "choices[0]")
+    msg = get(choice, "message", dict, "choices[0]", required=True)
+    where = "choices[0].message"
+    usage = get(body, "usage", dict, "") or {}
+    completion = count(usage, "completion_tokens", "usage")
+    prompt = count(usage, "prompt_tokens", "usage")
+    acc = StreamAccumulator()
+    for i, tc in enumerate(get(msg, "tool_calls", list, where) or ()):
+        fn = get(item(tc, dict, f"{where}.tool_calls[{i}]"), "function", dict, f"{where}.tool_calls[{i}]") or {}
+        name = get(fn, "name", str, f"{where}.tool_calls[{i}].function") or ""
+        arguments = get(fn, "arguments", str, f"{where}.tool_calls[{i}].function") or ""
+        acc.calls[i] = _Call(name=name, arguments=[arguments])
+    text = get(msg, "content", str, where) or ""
+    reasoning = get(msg, "reasoning", str, where) or get(msg, "reasoning_content", str, where) or ""
+    calls = acc.tool_calls()
     empty = not text and not calls and not reasoning
     return ChatRecord(
-        ok=not empty, error="empty response" if empty else None, ttft_ms=None, ttfo_ms=None,
-        latency_ms=latency_s * 1000, decode_tok_s=None,
+        ok=not empty, error="empty response" if empty else None, failure=Failure.EMPTY if empty else None,
+        ttft_ms=None, ttfo_ms=None, latency_ms=latency_s * 1000, decode_tok_s=None,
         e2e_tok_s=completion / latency_s if completion is not None and latency_s > 0 else None,
-        prompt_tokens=usage.get("prompt_tokens"), completion_tokens=completion, text=text, reasoning=reasoning,
-        tool_calls=tuple(calls), finish_reason=choice.get("finish_reason"), chunks=0, http_status=http_status)
+        prompt_tokens=prompt, completion_tokens=completion, text=text, reasoning=reasoning,
+        tool_calls=calls, finish_reason=get(choice, "finish_reason", str, "choices[0]"), chunks=0,
+        http_status=http_status, retried=retried)

@@ -1,5 +1,11 @@
 """Probe suites: YAML data files shipped in the package, extended or replaced by the project's own
-``suites/*.yaml`` (a file with the same ``suite`` name replaces the shipped one)."""
+``suites/*.yaml`` (a file with the same ``suite`` name replaces the shipped one).
+
+A suite's ``limits:`` replaces, key by key, its kind's default deadlines and caps
+(``probe.limits.DEFAULTS``).
+
+May import: ``probe.limits``, ``inventory`` (YAML loading), ``errors``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from pathlib import Path
 
 from sparkkit.errors import InputError
 from sparkkit.inventory.layers import load_yaml_file
+from sparkkit.probe.limits import DEFAULTS, Limits, check_overrides
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "suites"
 KINDS = {"chat", "conversation", "tools", "extraction", "embeddings", "websearch", "health"}
@@ -25,8 +32,12 @@ class Suite:
     def get(self, key, default=None):
         return self.data.get(key, default)
 
+    def limits(self) -> Limits:
+        """The kind's default deadlines and caps, with the suite's own ``limits:`` in place."""
+        return DEFAULTS[self.kind].merged(self.data.get("limits") or {})
 
-COMMON_KEYS = {"suite", "kind", "description", "warmups", "runs", "max_tokens", "thinking"}
+
+COMMON_KEYS = {"suite", "kind", "description", "warmups", "runs", "max_tokens", "thinking", "limits"}
 KIND_KEYS = {"chat": {"cases", "system"}, "tools": {"cases", "tools", "system"},
              "extraction": {"cases", "instruction", "min_recall"},
              "conversation": {"conversations", "user_turns"}, "embeddings": {"texts"},
@@ -77,6 +88,10 @@ def _check(data: dict, source: str) -> Suite:
         raise InputError("expected a list of tool definitions", source=source, key="tools")
     if kind == "conversation" and not isinstance(data.get("user_turns"), list):
         raise InputError("expected a list of user messages", source=source, key="user_turns")
+    if "limits" in data:
+        wrong = check_overrides(data["limits"])
+        if wrong is not None:
+            raise InputError(wrong[1], source=source, key=f"limits{wrong[0]}")
     for key in ("warmups", "runs", "max_tokens"):
         if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0):
             raise InputError(f"expected a non-negative integer, got {data[key]!r}", source=source, key=key)

@@ -113,6 +113,13 @@ def service_metrics(probe: dict) -> dict:
             "accuracy": {res["suite"]: res["score"]["accuracy"] for res in probe["results"] if res.get("score")}}
 
 
+def _not_run_note(probe: dict) -> str:
+    """" (N not run)" when the service stopped answering and N measured requests were not sent."""
+    n = sum(1 for res in probe["results"] for r in res["records"]
+            if not r.get("warmup") and r.get("result") == "not run")
+    return f" ({n} not run)" if n else ""
+
+
 def _fmt(value, unit="") -> str:
     if value is None:
         return "-"
@@ -140,11 +147,12 @@ def evaluate(*, cfg: HostConfig, probes: list[dict], headroom_gib: float | None,
                       threshold=f"<= {hg.max_crashes}", passed=len(crashed) <= hg.max_crashes,
                       why="; ".join(f"{c.service}: {', '.join(c.problems)}" for c in crashed) or "no crash"))
     metrics = {p["service"]: service_metrics(p) for p in probes}
+    by_service = {p["service"]: p for p in probes}
     failed = sum(m["failed_requests"] for m in metrics.values())
     gates.append(Gate(name="failed requests", service="host", observed=str(failed),
                       threshold=f"<= {hg.max_failed_requests}", passed=failed <= hg.max_failed_requests,
-                      why=", ".join(f"{s}: {m['failed_requests']}" for s, m in metrics.items() if m["failed_requests"])
-                      or "every request succeeded"))
+                      why=", ".join(f"{s}: {m['failed_requests']}{_not_run_note(by_service[s])}"
+                                    for s, m in metrics.items() if m["failed_requests"]) or "every request succeeded"))
     prev_metrics = (previous or {}).get("metrics", {})
     for probe in probes:
         name = probe["service"]
