@@ -111,6 +111,23 @@ def test_rollback_target_is_the_last_live_release_still_kept():
     assert rollback_target((), None, ("r1",)) is None
 
 
+def test_rollback_target_is_current_while_containers_run_another_release():
+    """A deploy of r2 stopped between `compose up` and its switch and could not restore r1: the
+    containers run r2 while `current` names r1 (the only release ever live). `rollback` puts r1 back."""
+    assert rollback_target(("r1",), "r1", ("r2", "r1"), running=frozenset({"r2", "r1"})) == "r1"
+    assert rollback_target(("r1",), "r1", ("r2", "r1"), running=frozenset({"r1"})) is None  # consistent
+    assert rollback_target(("r1", "r2"), "r2", ("r2", "r1"), running=frozenset({"r2"})) == "r1"
+    assert rollback_target(("r1",), "r1", ("r2",), running=frozenset({"r2"})) is None  # r1 not kept
+
+
+def test_a_container_names_the_release_it_was_created_from():
+    from sparkkit.host.facts import release_of
+
+    assert release_of("/opt/sparkkit/releases/r2a9/docker-compose.yml") == "r2a9"
+    assert release_of("/a/releases/r1/docker-compose.yml,/a/other.yml") == "r1"
+    assert release_of("") == "" and release_of("/tmp/docker-compose.yml") == ""
+
+
 def test_only_services_compose_would_change_are_started():
     specs = [spec("same"), spec("edited"), spec("sick"), spec("gone"), spec("new-image"), spec("no-label")]
     seen = {"same": container("same", config_hash="h1", image_id="sha256:i"),

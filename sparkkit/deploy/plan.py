@@ -126,8 +126,18 @@ def recovery(previous: str | None, release: str) -> Recovery:
     return Recovery.LEAVE_IN_PLACE
 
 
-def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...]) -> str | None:
-    """The release that was live before ``current`` and is still kept on the host."""
+def running_releases(facts: HostFacts) -> frozenset[str]:
+    """The releases the project's containers were created from (those compose labelled)."""
+    return frozenset(c.release for c in facts.containers if c.release)
+
+
+def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...], *,
+                    running: frozenset[str] = frozenset()) -> str | None:
+    """The release that was live before ``current`` and is still kept on the host; or ``current``
+    itself when containers run another release (a deploy stopped between its `compose up` and its
+    switch, and its restore failed): rolling back puts back what ``current`` names."""
+    if current and current in kept and running - {current}:
+        return current
     for rid in reversed(activations):
         if rid != current and rid in kept:
             return rid

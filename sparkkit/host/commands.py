@@ -6,11 +6,19 @@ Remote shell scripts are constants that read their inputs from positional parame
 
 from __future__ import annotations
 
+import shlex
+
 SECTION = "==sparkkit:{}=="
 
 
 def _sh(script: str, *args: str) -> list[str]:
     return ["sh", "-c", script, "sh", *[str(a) for a in args]]
+
+
+def chain(*argvs: list[str]) -> list[str]:
+    """Several commands in one round trip, each quoted as an argv; each runs only if those before
+    it succeeded."""
+    return ["sh", "-c", " && ".join(shlex.join(a) for a in argvs)]
 
 
 def section(name: str) -> str:
@@ -112,6 +120,36 @@ def release_lock(root: str, token: str) -> list[str]:
     return _sh(UNLOCK_SCRIPT, root, token)
 
 
+# Take the lock and, only once it is ours, read (the preflight) in the same round trip: the lock's
+# answer under section "lock", then what the second command printed. Each command comes as one
+# argument, an argv quoted by shlex.join, so no inventory value becomes shell syntax.
+LOCKED_SCRIPT = f"""
+{section("lock")}
+r=$(sh -c "$1") || exit $?
+printf '%s\\n' "$r"
+case "$r" in ACQUIRED*) sh -c "$2" ;; esac
+"""
+
+
+def locked(lock_argv: list[str], then_argv: list[str]) -> list[str]:
+    """``lock_argv`` (``acquire_lock``), then ``then_argv`` only when the lock was acquired."""
+    return _sh(LOCKED_SCRIPT, shlex.join(lock_argv), shlex.join(then_argv))
+
+
+# A closing round trip: the attempt's audit line, then the lock released, both even when the
+# first fails; the exit status says whether both did. Each is safe to repeat (the audit append
+# skips a line already there, the unlock removes only this run's lock), so a failed one is retried.
+CLOSING_SCRIPT = """
+sh -c "$1"; rc=$?
+sh -c "$2" || exit $?
+exit $rc
+"""
+
+
+def closing(audit_argv: list[str], unlock_argv: list[str]) -> list[str]:
+    return _sh(CLOSING_SCRIPT, shlex.join(audit_argv), shlex.join(unlock_argv))
+
+
 INSTALL_SCRIPT = """
 set -e
 root="$1"; id="$2"
@@ -146,7 +184,9 @@ def switch_current(root: str, release_id: str) -> list[str]:
 
 AUDIT_SCRIPT = """
 root="$1"; line="$2"
-mkdir -p "$root" && printf '%s\\n' "$line" >> "$root/audit.log"
+mkdir -p "$root" || exit 1
+grep -qxF -- "$line" "$root/audit.log" 2>/dev/null && exit 0
+printf '%s\\n' "$line" >> "$root/audit.log"
 """
 
 

@@ -27,6 +27,7 @@ class Container:
     host_ports: tuple[int, ...]
     image_id: str = ""  # the image the container was created from (sha256:...)
     config_hash: str = ""  # compose's com.docker.compose.config-hash label
+    release: str = ""  # the release whose compose file created it (compose's config_files label)
 
     @property
     def ready(self) -> bool:
@@ -105,8 +106,15 @@ def parse_containers(text: str) -> tuple[Container, ...]:
             host_ports=tuple(sorted(ports)),
             image_id=item.get("Image", ""),
             config_hash=labels.get("com.docker.compose.config-hash", ""),
+            release=release_of(labels.get("com.docker.compose.project.config_files", "")),
         ))
     return tuple(sorted(out, key=lambda c: c.service))
+
+
+def release_of(config_files: str) -> str:
+    """The release id in a compose file path ``<root>/releases/<id>/docker-compose.yml`` ("" if none)."""
+    m = re.search(r"/releases/([^/,]+)/[^/,]+$", config_files.split(",")[0].strip())
+    return m.group(1) if m else ""
 
 
 def parse_listening_ports(proc_net_tcp: str) -> frozenset[int]:
