@@ -74,7 +74,7 @@ def test_first_deploy_order(setup):
     assert outcome.outcome is Outcome.LIVE and outcome.previous is None
     assert outcome.message.endswith("is live (previous: none)")
     kinds = kinds_of(ex.commands)
-    assert kinds == ["lock+preflight", "upload", "up", "poll", "up", "poll", "switch+prune+audit", "unlock"]
+    assert kinds == ["lock+preflight", "upload", "up", "poll", "up", "poll", "switch+prune", "audit+unlock"]
     assert "--remove-orphans" in ex.commands[2] and "vllm-nemotron" not in ex.commands[2]
     assert ex.commands[4].endswith("vllm-nemotron")
     assert all("flow-secret" not in c for c in ex.commands)  # the secret travels only inside the archive
@@ -98,7 +98,7 @@ def kinds_of(commands):
         elif "docker inspect $ids" in c:
             kinds.append("poll")
         elif "current.tmp" in c:
-            kinds.append("switch+prune+audit")
+            kinds.append("switch+prune")
         elif "$token" in c:
             kinds.append("unlock")
     return kinds
@@ -129,7 +129,7 @@ def test_a_later_wave_compose_would_not_change_is_skipped(setup):
     lines = []
     outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
     assert outcome.changed
-    assert kinds_of(ex.commands) == ["lock+preflight", "upload", "up", "poll", "switch+prune+audit", "unlock"]
+    assert kinds_of(ex.commands) == ["lock+preflight", "upload", "up", "poll", "switch+prune", "audit+unlock"]
     assert "unchanged and ready: vllm-nemotron" in "\n".join(lines)
 
 
@@ -147,8 +147,8 @@ def test_a_later_wave_is_started_when_its_container_differs(setup):
         ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names, hashes=stale), stderr="")),
     ])
     HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
-    assert kinds_of(ex.commands) == ["lock+preflight", "upload", "up", "poll", "up", "poll", "switch+prune+audit",
-                                     "unlock"]
+    assert kinds_of(ex.commands) == ["lock+preflight", "upload", "up", "poll", "up", "poll", "switch+prune",
+                                     "audit+unlock"]
     assert ex.commands[4].endswith("up -d --no-deps vllm-nemotron")
 
 

@@ -111,13 +111,25 @@ def test_rollback_target_is_the_last_live_release_still_kept():
     assert rollback_target((), None, ("r1",)) is None
 
 
-def test_rollback_target_is_current_while_containers_run_another_release():
-    """A deploy of r2 stopped between `compose up` and its switch and could not restore r1: the
-    containers run r2 while `current` names r1 (the only release ever live). `rollback` puts r1 back."""
-    assert rollback_target(("r1",), "r1", ("r2", "r1"), running=frozenset({"r2", "r1"})) == "r1"
-    assert rollback_target(("r1",), "r1", ("r2", "r1"), running=frozenset({"r1"})) is None  # consistent
-    assert rollback_target(("r1", "r2"), "r2", ("r2", "r1"), running=frozenset({"r2"})) == "r1"
-    assert rollback_target(("r1",), "r1", ("r2",), running=frozenset({"r2"})) is None  # r1 not kept
+def test_rollback_target_after_a_restore_that_failed():
+    """A deploy of r2 failed and could not put r1 back (r1 was the only release ever live): the host
+    may run part of r2 whatever `current` names. `rollback` puts r1 back."""
+    assert rollback_target(("r1",), "r1", ("r2", "r1"), unrestored="r1") == "r1"
+    assert rollback_target(("r1",), "r1", ("r2", "r1")) is None
+    assert rollback_target(("r1",), "r1", ("r2",), unrestored="r1") is None  # not kept
+
+
+def test_the_audit_log_says_which_release_a_failed_restore_left_out():
+    from sparkkit.host.facts import parse_unrestored
+
+    ok = '{"action": "deploy", "release": "r1", "result": "ok"}'
+    failed = '{"action": "deploy", "release": "r2", "result": "failed", "restore": "r1", "restore_result": "failed"}'
+    restored = '{"action": "deploy", "release": "r3", "result": "failed", "restored": "r1"}'
+    assert parse_unrestored("\n".join([ok, failed])) == "r1"
+    assert parse_unrestored("\n".join([ok, failed, '{"action": "verify", "result": "fail"}', "not json"])) == "r1"
+    assert parse_unrestored("\n".join([ok, failed, ok])) is None  # a later release went live
+    assert parse_unrestored("\n".join([ok, restored])) is None
+    assert parse_unrestored("") is None
 
 
 def test_a_container_names_the_release_it_was_created_from():

@@ -22,7 +22,7 @@ from sparkkit.deploy.activate import Activation, Failure
 from sparkkit.deploy.lock import HostLock, LockHeld
 from sparkkit.deploy.outcome import DeployResult, Outcome
 from sparkkit.deploy.plan import (Recovery, ServiceSpec, is_noop, preflight_problems, prune_candidates,
-                                  rollback_target, running_releases)
+                                  rollback_target)
 from sparkkit.deploy.restore import guarded, interrupted, recover
 from sparkkit.deploy.session import HostSession, Printer, Refused
 from sparkkit.host import commands as cmd
@@ -118,9 +118,10 @@ class HostOps(HostSession):
             if failed is None:
                 keep = prune_candidates(list(facts.releases), cfg.keep_releases,
                                         {release.id} | ({previous} if previous else set()))
-                with self.stage("switch"):  # the "ok" line last: written only once the rest succeeded
-                    self.ex.run(chain(cmd.switch_current(cfg.root, release.id), cmd.prune_releases(cfg.root, keep),
-                                      self.audit_argv("deploy", release.id, "ok", previous=previous)))
+                with self.stage("switch"):
+                    self.ex.run(chain(cmd.switch_current(cfg.root, release.id), cmd.prune_releases(cfg.root, keep)))
+                # written with the unlock, once the switch is known to have happened
+                self.lock.close_with(self.audit_argv("deploy", release.id, "ok", previous=previous))
             return failed
 
         def done() -> DeployResult:
@@ -143,7 +144,7 @@ class HostOps(HostSession):
                                 message=message)
 
         if to is None:
-            to = rollback_target(facts.activations, current, facts.releases, running=running_releases(facts))
+            to = rollback_target(facts.activations, current, facts.releases, unrestored=facts.unrestored)
             if to is None:
                 return refused(f"{cfg.name}: no earlier live release to roll back to "
                                f"(kept: {', '.join(facts.releases) or 'none'})")
@@ -161,8 +162,8 @@ class HostOps(HostSession):
             failed = self.activation.activate(to, specs)
             if failed is None:
                 with self.stage("switch"):
-                    self.ex.run(chain(cmd.switch_current(cfg.root, to),
-                                      self.audit_argv("rollback", to, "ok", previous=current)))
+                    self.ex.run(cmd.switch_current(cfg.root, to))
+                self.lock.close_with(self.audit_argv("rollback", to, "ok", previous=current))
             return failed
 
         def done() -> DeployResult:

@@ -126,18 +126,14 @@ def recovery(previous: str | None, release: str) -> Recovery:
     return Recovery.LEAVE_IN_PLACE
 
 
-def running_releases(facts: HostFacts) -> frozenset[str]:
-    """The releases the project's containers were created from (those compose labelled)."""
-    return frozenset(c.release for c in facts.containers if c.release)
-
-
 def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...], *,
-                    running: frozenset[str] = frozenset()) -> str | None:
-    """The release that was live before ``current`` and is still kept on the host; or ``current``
-    itself when containers run another release (a deploy stopped between its `compose up` and its
-    switch, and its restore failed): rolling back puts back what ``current`` names."""
-    if current and current in kept and running - {current}:
-        return current
+                    unrestored: str | None = None) -> str | None:
+    """The release that was live before ``current`` and is still kept on the host; or, when the last
+    deploy or rollback failed and could not put back the release that ran before it (``unrestored``,
+    from the audit log), that release: the host may run part of the failed one, whatever
+    ``current`` names."""
+    if unrestored and unrestored in kept:
+        return unrestored
     for rid in reversed(activations):
         if rid != current and rid in kept:
             return rid

@@ -79,7 +79,7 @@ def interrupted(s: HostSession, activation: Activation, action: str, release_id:
     name = s.cfg.name
     s.out(f"{name}: interrupted (Ctrl-C) during {stage}; putting the host back and releasing the lock "
           f"(Ctrl-C again to stop that)")
-    restored = None
+    restored, extra = None, {}
     try:
         current = s.facts().current_release
         if current == release_id and previous != release_id:
@@ -91,6 +91,7 @@ def interrupted(s: HostSession, activation: Activation, action: str, release_id:
             changed = _changed(s, activation, release_id)
             problem = _put_back(s, activation, step, release_id, previous)
             if problem is not None:
+                extra = {"restore": previous, "restore_result": "failed"} if previous else {}
                 state = f"putting the host back failed ({problem.why}): {host_state(s)}"
             elif step is Recovery.RESTORE_PREVIOUS:
                 restored = previous
@@ -104,7 +105,8 @@ def interrupted(s: HostSession, activation: Activation, action: str, release_id:
         state = f"interrupted again while putting the host back: {host_state(s)}"
     except Exception as exc:  # noqa: BLE001
         state = f"could not read the host afterwards ({s.secrets.mask(_first_line(exc))}). Run `sparkkit status {name}`"
-    written = _audit(s, action, release_id, "interrupted", stage=stage, previous=previous, restored=restored)
+    written = _audit(s, action, release_id, "interrupted", stage=stage, previous=previous, restored=restored,
+                     **extra)
     return DeployResult(outcome=Outcome.INTERRUPTED, action=action, release=release_id, previous=previous,
                         restored=restored,
                         message=f"{name}: {action} of {release_id} interrupted during {stage}: {state}.{written}")
@@ -117,7 +119,7 @@ def host_state(s: HostSession) -> str:
         facts = s.facts()
     except Exception as exc:  # noqa: BLE001
         return f"the host could not be read ({s.secrets.mask(_first_line(exc))})"
-    running = [f"{c.service} {c.status}{'/' + c.health if c.health else ''} from {c.release or 'an unknown release'}"
+    running = [f"{c.service} {c.status}{'/' + c.health if c.health else ''} created from {c.release or 'an unknown release'}"
                for c in facts.containers]
     return f"`current` names {facts.current_release or 'no release'}; containers: {', '.join(running) or 'none'}"
 

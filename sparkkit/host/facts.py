@@ -49,6 +49,7 @@ class HostFacts:
     activations: tuple[str, ...]  # releases that went live (deploy or rollback ok), oldest first
     containers: tuple[Container, ...]
     image_ids: dict[str, str] = field(default_factory=dict)  # present image -> its id (sha256:...)
+    unrestored: str | None = None  # the last deploy/rollback failed and could not put this release back
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -167,6 +168,7 @@ def parse_preflight(text: str) -> HostFacts:
         current_release=current.rsplit("/", 1)[-1] if current else None,
         releases=tuple(line.strip() for line in s.get("releases", "").splitlines() if line.strip()),
         activations=parse_activations(s.get("audit", "")),
+        unrestored=parse_unrestored(s.get("audit", "")),
         containers=parse_containers(s.get("containers", "")),
         image_ids={name: rest[0] for state, name, *rest in images if state == "present" and rest[0]},
     )
@@ -184,6 +186,24 @@ def parse_activations(audit_lines: str) -> tuple[str, ...]:
                 and entry.get("action") in ("deploy", "rollback") and entry.get("release")):
             out.append(str(entry["release"]))
     return tuple(out)
+
+
+def parse_unrestored(audit_lines: str) -> str | None:
+    """The release a failed deploy or rollback could not put back (its line says ``restore_result:
+    failed``), unless a later deploy or rollback went live."""
+    out = None
+    for line in audit_lines.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(entry, dict) or entry.get("action") not in ("deploy", "rollback"):
+            continue
+        if entry.get("result") == "ok":
+            out = None
+        elif entry.get("restore_result") == "failed" and entry.get("restore"):
+            out = str(entry["restore"])
+    return out
 
 
 def parse_lock(text: str) -> tuple[bool, dict]:
