@@ -78,14 +78,18 @@ def attempt(kind: str, cfg, release, model: ModelHost, faults: dict) -> tuple[in
         return run.exit_code, f"{run.decision}\n{run.deploy_error or ''}", False
     except Exception as exc:  # noqa: BLE001 - the CLI maps what escapes to exit 1
         return 1, str(exc), True
+    except KeyboardInterrupt:  # ... and Ctrl-C to 130
+        return 130, "interrupted (Ctrl-C)", True
 
 
-def check(model: ModelHost, before: int, code: int, message: str, raised: bool, *, clean: set[str]) -> list[str]:
-    """What is wrong with the end state (empty: nothing)."""
+def check(model: ModelHost, before: int, code: int, message: str, raised: bool, *, clean: set[str],
+          failed: set[int] = frozenset({1, 3})) -> list[str]:
+    """What is wrong with the end state (empty: nothing). ``failed``: the exit codes a failure may
+    give (Ctrl-C: 130, or 3 when it stopped a rollback)."""
     problems = []
     if model.lock is not None:
         problems.append("the lock was left")
-    allowed = {1, 3} | ({0} if 0 in {int(c) for c in clean} else set())
+    allowed = set(failed) | ({0} if 0 in {int(c) for c in clean} else set())
     if code not in allowed:
         problems.append(f"exit {code} not in {sorted(allowed)}")
     if code == 3:
@@ -106,8 +110,8 @@ def check(model: ModelHost, before: int, code: int, message: str, raised: bool, 
         problems.append(f"no audit line for the attempt: {actions}")
     if len(actions) != len(set(actions)):
         problems.append(f"an action audited twice: {actions}")
-    if raised and code != 1:
-        problems.append("an exception left exit code {code}")
+    if raised and code not in (1, 130):
+        problems.append(f"an exception left exit code {code}")
     return problems
 
 
@@ -170,3 +174,26 @@ def test_the_clean_runs_end_as_they_should(kit):
         want = release.id if gate_passes else (OLD if previous else None)
         assert (code, model.current) == ((0 if gate_passes else 1), want), (run, message)
         assert set(model.running().values()) == ({want} if want else set()), run
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_ctrl_c_at_every_position_leaves_a_consistent_audited_host(kit, run):
+    """Ctrl-C keeps its own path (exit 130; during verification the release stays live, unverified;
+    during deploy-and-verify's rollback, exit 3 with the state said) and leaves the host as a failure
+    would: consistent, unlocked, audited."""
+    cfg, release = kit
+    kind, previous, gate_passes = RUNS[run]
+    steps = _count(kind, cfg, release, previous, gate_passes)
+    failures = {}
+    for n in range(1, steps + 1):
+        model = host_with(cfg, release, previous=previous, gate_passes=gate_passes)
+        before = len(model.audit)
+        code, message, raised = attempt(kind, cfg, release, model, {"fail_at": n, "fail_with": KeyboardInterrupt()})
+        problems = check(model, before, code, message, raised, clean={"0"} if gate_passes else {"1"},
+                         failed={130, 3} if kind != "deploy" else {130})
+        if problems:
+            failures[n] = problems
+    tally = TALLY.setdefault(f"{run}, Ctrl-C", [0, 0])
+    tally[0] += steps - len(failures)
+    tally[1] += steps
+    assert not failures, failures

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from sparkkit.deploy.plan import ServiceSpec, judge_start, services_to_start, start_waves
-from sparkkit.deploy.session import HostSession, Refused
+from sparkkit.deploy.session import HostSession, Refused, brief
 from sparkkit.errors import OperationError
 from sparkkit.host import commands as cmd
 from sparkkit.host.facts import parse_hashed_up
@@ -69,7 +69,8 @@ class Activation:
                         s.ex.run(cmd.compose_up(s.cfg.project, compose_file, names, remove_orphans=False),
                                  timeout_s=900, pty=True)
             except OperationError as exc:
-                return Failure(service=names[0] if len(names) == 1 else None, why=f"docker compose up failed: {exc}")
+                return Failure(service=names[0] if len(names) == 1 else None,
+                               why=f"docker compose up failed: {s.secrets.mask(brief(exc))}")
             with s.stage("health wait"):
                 failed = self.wait_ready(wave_specs)
             if failed:

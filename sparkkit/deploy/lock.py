@@ -11,7 +11,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Callable
 
-from sparkkit.deploy.session import HostSession, now_iso, who
+from sparkkit.deploy.session import HostSession, brief, now_iso, who
 from sparkkit.errors import OperationError
 from sparkkit.host import commands as cmd
 from sparkkit.host.facts import parse_lock, split_sections
@@ -128,7 +128,9 @@ class HostLock:
             except BaseException as exc:
                 self._closing = s.audit_argv(action, release, _ended(exc), stage=s.current_stage,
                                              reason=_why(exc))
-                self._release(token)
+                if s.ex.connects:  # else the command never reached the host: nothing to write or release
+                    self._release(token)
+                self._closing = None
                 raise
         if not acquired:
             try:
@@ -170,9 +172,15 @@ class HostLock:
         s = self.s
         closing, self._closing = self._closing, None
         unlock = cmd.release_lock(s.cfg.root, token)
+        argv = cmd.closing(closing, unlock) if closing else unlock
         try:
             with s.stage("lock"):
-                s.run_repeatable(cmd.closing(closing, unlock) if closing else unlock)
+                try:
+                    s.run_repeatable(argv)
+                except KeyboardInterrupt:  # Ctrl-C right now: let go of the host all the same, then stop
+                    s.out(f"{s.cfg.name}: interrupted (Ctrl-C) while releasing the lock; releasing it all the same")
+                    s.run_repeatable(argv)
+                    raise
         except Exception as exc:
             s.out(f"{s.cfg.name}: WARNING: could not release the lock ({exc}); "
                   f"the next run needs --break-lock")
@@ -183,4 +191,4 @@ def _ended(exc: BaseException) -> str:
 
 
 def _why(exc: BaseException) -> str:
-    return "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"[:300]
+    return "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else brief(exc)

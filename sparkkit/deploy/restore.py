@@ -12,8 +12,8 @@ from typing import Callable
 from sparkkit.deploy.activate import Activation, Failure
 from sparkkit.deploy.outcome import DeployResult, Outcome, after_failure
 from sparkkit.deploy.plan import Recovery, recovery
-from sparkkit.deploy.session import HostSession, Refused
-from sparkkit.errors import ConnectionLost, RemoteCommandError
+from sparkkit.deploy.session import HostSession, Refused, brief
+from sparkkit.errors import ConnectionLost
 from sparkkit.host import commands as cmd
 
 
@@ -32,8 +32,7 @@ def guarded(s: HostSession, steps: Callable[[], Failure | None]) -> Failure | No
         return Failure(service=None, why="interrupted (Ctrl-C)", interrupted=True)
     except Exception as exc:  # noqa: BLE001 - the one failure path takes every kind
         s.out(f"{s.cfg.name}: {s.secrets.mask(str(exc))}")
-        return Failure(service=None, why=f"{type(exc).__name__} during {s.current_stage}: "
-                                         f"{s.secrets.mask(_first_line(exc))}")
+        return Failure(service=None, why=f"{s.current_stage} failed: {s.secrets.mask(brief(exc))}")
 
 
 def recover(s: HostSession, activation: Activation, action: str, release_id: str, previous: str | None,
@@ -104,7 +103,7 @@ def interrupted(s: HostSession, activation: Activation, action: str, release_id:
     except KeyboardInterrupt:
         state = f"interrupted again while putting the host back: {host_state(s)}"
     except Exception as exc:  # noqa: BLE001
-        state = f"could not read the host afterwards ({s.secrets.mask(_first_line(exc))}). Run `sparkkit status {name}`"
+        state = f"could not read the host afterwards ({s.secrets.mask(brief(exc))}). Run `sparkkit status {name}`"
     written = _audit(s, action, release_id, "interrupted", stage=stage, previous=previous, restored=restored,
                      **extra)
     return DeployResult(outcome=Outcome.INTERRUPTED, action=action, release=release_id, previous=previous,
@@ -118,9 +117,9 @@ def host_state(s: HostSession) -> str:
     try:
         facts = s.facts()
     except Exception as exc:  # noqa: BLE001
-        return f"the host could not be read ({s.secrets.mask(_first_line(exc))})"
-    running = [f"{c.service} {c.status}{'/' + c.health if c.health else ''} created from {c.release or 'an unknown release'}"
-               for c in facts.containers]
+        return f"the host could not be read ({s.secrets.mask(brief(exc))})"
+    running = [f"{c.service} {c.status}{'/' + c.health if c.health else ''} created from "
+               f"{c.release or 'an unknown release'}" for c in facts.containers]
     return f"`current` names {facts.current_release or 'no release'}; containers: {', '.join(running) or 'none'}"
 
 
@@ -145,7 +144,7 @@ def _restore(s: HostSession, activation: Activation, previous: str) -> Failure |
             s.ex.run(cmd.switch_current(s.cfg.root, previous))
         return failed
     except Exception as exc:  # noqa: BLE001
-        return Failure(service=None, why=s.secrets.mask(_first_line(exc)))
+        return Failure(service=None, why=s.secrets.mask(brief(exc)))
 
 
 def _stop(s: HostSession, release_id: str) -> Failure | None:
@@ -154,7 +153,7 @@ def _stop(s: HostSession, release_id: str) -> Failure | None:
         done = s.ex.run(cmd.chain(cmd.compose_down(s.cfg.project, s.compose_file(release_id)),
                                   cmd.clear_current(s.cfg.root)), check=False, timeout_s=300)
     except Exception as exc:  # noqa: BLE001
-        return Failure(service=None, why=s.secrets.mask(_first_line(exc)))
+        return Failure(service=None, why=s.secrets.mask(brief(exc)))
     if done.rc != 0:
         return Failure(service=None, why=f"docker compose down exited {done.rc}: "
                                          f"{s.secrets.mask(done.stderr.strip()[-200:])}")
@@ -182,14 +181,7 @@ def _audit(s: HostSession, action: str, release_id: str, result: str, **extra) -
         s.audit(action, release_id, result, **extra)
         return ""
     except Exception as exc:  # noqa: BLE001
-        return f"\n  WARNING: the audit line could not be written ({s.secrets.mask(_first_line(exc))})"
-
-
-def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, RemoteCommandError):
-        tail = exc.stderr.strip().splitlines()
-        return f"a remote command exited {exc.rc}: {tail[-1][:200] if tail else '(no output)'}"
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return f"\n  WARNING: the audit line could not be written ({s.secrets.mask(brief(exc))})"
 
 
 def _left(step: Recovery, release_id: str, restored: str | None) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sparkkit.deploy.plan import ServiceSpec
-from sparkkit.errors import OperationError
+from sparkkit.errors import OperationError, RemoteCommandError
 from sparkkit.host import commands as cmd
 from sparkkit.host.facts import HostFacts, parse_containers, parse_preflight
 from sparkkit.host.executor import Executor, Result
@@ -25,6 +25,19 @@ Printer = Callable[[str], None]
 
 class Refused(OperationError):
     """Refused before anything running was changed: a missing or damaged release, an image."""
+
+
+def brief(exc: BaseException) -> str:
+    """An error in one line for a message: a remote command's exit code and its last line of
+    output (the command itself is in the stage), else the error's first line, with its type where
+    it is not one of the kit's own errors."""
+    if isinstance(exc, RemoteCommandError):
+        tail = exc.stderr.strip().splitlines()
+        return f"exit {exc.rc}: {tail[-1][:200] if tail else '(no output)'}"
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    if isinstance(exc, OperationError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def who() -> str:

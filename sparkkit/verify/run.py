@@ -11,7 +11,7 @@ from sparkkit.deploy.lock import LockHeld
 from sparkkit.deploy.outcome import DeployResult, Outcome, Verdict
 from sparkkit.deploy.plan import Recovery, recovery
 from sparkkit.deploy.restore import host_state
-from sparkkit.deploy.session import now_iso
+from sparkkit.deploy.session import brief, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
 from sparkkit.probe.suites import Suite
 from sparkkit.release.render import Release
@@ -108,7 +108,7 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
         if isinstance(exc, HostUnreachable) or (isinstance(exc, ConnectionLost) and ops.changed_running):
             raise  # the host's state is unknown: the caller says so
         verdict = deploy_error_verdict(changed=ops.changed_running)
-        return ended(verdict, ops.secrets.mask(f"{type(exc).__name__}: {exc}"))
+        return ended(verdict, ops.secrets.mask(brief(exc)))
     verdict = after_deploy(deployed.outcome)
     if verdict is not None:
         return ended(verdict, deployed.message, deployed)
@@ -144,15 +144,15 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
             pass
         return verification(Verdict.UNVERIFIED, decision)
     except Exception as exc:  # noqa: BLE001 - any error (a dropped connection, ...): an unverified release is not kept
-        ops.out(f"{cfg.name}: verification could not finish: {ops.secrets.mask(str(exc))}")
+        ops.out(f"{cfg.name}: verification could not finish: {ops.secrets.mask(brief(exc))}")
         m.passed = False
         m.gates = [*m.gates, Gate(name="verification finished", service="host", observed="no",
-                                  threshold="yes", passed=False, why=ops.secrets.mask(f"{type(exc).__name__}: {exc}"))]
+                                  threshold="yes", passed=False, why=ops.secrets.mask(brief(exc)))]
     failed = [f"{g.service}/{g.name}" for g in m.gates if not g.passed]
     try:
         ops.audit("verify", release.id, "pass" if m.passed else "fail", failed_gates=failed)
     except Exception as exc:  # noqa: BLE001 - the decision still stands; the undo below writes its own line
-        ops.out(f"{cfg.name}: WARNING: the verify audit line could not be written ({ops.secrets.mask(str(exc))})")
+        ops.out(f"{cfg.name}: WARNING: the verify audit line could not be written ({ops.secrets.mask(brief(exc))})")
     keep_first = cfg.gates.first_deploy_failure != "stop"
     undo = to_undo(passed=m.passed, step=step, keep_first=keep_first)
     undone, failure = _undo(ops, undo, previous, failed)
@@ -173,8 +173,8 @@ def _undo(ops: HostOps, undo: Recovery | None, previous: str | None, failed: lis
     try:
         result = ops.undo(undo, previous)
     except Exception as exc:  # noqa: BLE001 - a rollback or stop that raised: say what the host runs
-        text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
-        return None, rollback_failure(None, ops.secrets.mask(f"{text}; {host_state(ops)}"))
+        what = f"rolling back to {previous}" if undo is Recovery.RESTORE_PREVIOUS else "stopping the first deploy"
+        return None, rollback_failure(None, ops.secrets.mask(f"{what} failed ({brief(exc)}); {host_state(ops)}"))
     failure = rollback_failure(result.outcome, result.message)
     if result.outcome not in (Outcome.LIVE, Outcome.STOPPED) and "containers:" not in failure:
         failure += f"; {host_state(ops)}"
