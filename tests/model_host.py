@@ -214,7 +214,7 @@ class ModelHost:
     def _closing(self, args: list[str]) -> Result:
         first = self.run(shlex.split(args[0]))
         second = self.run(shlex.split(args[1]))
-        return second if second.rc else first
+        return Result(rc=second.rc, stdout=("AUDIT-FAILED\n" if first.rc else "") + second.stdout, stderr="")
 
     def _audit(self, args: list[str]) -> Result:
         _root, line = args

@@ -176,14 +176,18 @@ class HostLock:
         try:
             with s.stage("lock"):
                 try:
-                    s.run_repeatable(argv)
+                    out = s.run_repeatable(argv).stdout
                 except KeyboardInterrupt:  # Ctrl-C right now: let go of the host all the same, then stop
                     s.out(f"{s.cfg.name}: interrupted (Ctrl-C) while releasing the lock; releasing it all the same")
                     s.run_repeatable(argv)
                     raise
         except Exception as exc:
-            s.out(f"{s.cfg.name}: WARNING: could not release the lock ({exc}); "
+            s.out(f"{s.cfg.name}: WARNING: could not release the lock ({brief(exc)}); "
                   f"the next run needs --break-lock")
+            return
+        if closing and "AUDIT-FAILED" in out:
+            self._closing = closing
+            self._flush()
 
 
 def _ended(exc: BaseException) -> str:
