@@ -165,7 +165,7 @@ class HostLock:
             try:
                 self.s.run_repeatable(closing)
             except Exception as exc:
-                self.s.out(f"{self.s.cfg.name}: WARNING: could not write the audit line ({exc})")
+                self.s.out(f"{self.s.cfg.name}: WARNING: could not write the audit line ({brief(exc)})")
 
     def _release(self, token: str) -> None:
         """Unlock (and write the attempt's audit line in the same round trip); tried twice."""

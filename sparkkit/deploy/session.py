@@ -28,12 +28,13 @@ class Refused(OperationError):
 
 
 def brief(exc: BaseException) -> str:
-    """An error in one line for a message: a remote command's exit code and its last line of
+    """An error in one line for a message: a remote command's exit code and its last lines of
     output (the command itself is in the stage), else the error's first line, with its type where
     it is not one of the kit's own errors."""
     if isinstance(exc, RemoteCommandError):
-        tail = exc.stderr.strip().splitlines()
-        return f"exit {exc.rc}: {tail[-1][:200] if tail else '(no output)'}"
+        said = exc.stderr.split("==sparkkit:", 1)[0]  # what the command said, before the kit's own sections
+        tail = [line.strip() for line in said.strip().splitlines() if line.strip()][-3:]
+        return f"exit {exc.rc}: {' | '.join(tail)[-400:] if tail else '(no output)'}"
     text = (str(exc).strip().splitlines() or [""])[0][:300]
     if isinstance(exc, OperationError):
         return text or type(exc).__name__
