@@ -70,6 +70,14 @@ def test_hostile_values_stay_data(tmp_path, value):
     assert _sh(chain(cmd.prune_releases(str(root), [release]), ["true"]), tmp_path).returncode == 0
     assert not (root / "releases" / release).exists()
 
+    # the lock taken and the facts read in one round trip; the audit line and the unlock in another
+    preflight = cmd.preflight(str(root), value, [value], runtimes=False)
+    out = _sh(cmd.locked(cmd.acquire_lock(str(root), info, break_lock=False), preflight), tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("==sparkkit:lock==\nACQUIRED\n==sparkkit:disk==")
+    assert _sh(cmd.closing(cmd.append_audit(str(root), line), cmd.release_lock(str(root), "tok")),
+               tmp_path).stdout == ""
+    assert not (root / "lock").exists() and (root / "audit.log").read_text() == line + "\n"  # not written twice
+
     assert not list(tmp_path.rglob("PWNED")), "a value was executed by the shell"
     assert Path("/").exists()
 
@@ -210,3 +218,31 @@ def test_hashed_up_passes_values_through_as_data(tmp_path, fake_docker, value):
     assert f"compose -p proj{value} -f /r/{value}.yml up -d --no-deps --remove-orphans svc-a svc{value}" in calls
     assert "img-missing" not in images
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_the_facts_are_read_only_once_the_lock_is_taken(tmp_path):
+    root = str(tmp_path / "root")
+    probe = ["sh", "-c", "touch \"$1\"; echo READ", "sh", str(tmp_path / "read")]
+    first = _sh(cmd.locked(cmd.acquire_lock(root, '{"who": "alice", "token": "t1"}', break_lock=False), probe), tmp_path)
+    assert first.stdout == "==sparkkit:lock==\nACQUIRED\nREAD\n" and (tmp_path / "read").exists()
+    (tmp_path / "read").unlink()
+    second = _sh(cmd.locked(cmd.acquire_lock(root, '{"who": "bob", "token": "t2"}', break_lock=False), probe), tmp_path)
+    assert second.returncode == 0 and second.stdout.startswith("==sparkkit:lock==\nHELD\n")
+    assert "alice" in second.stdout and not (tmp_path / "read").exists()  # held: nothing read
+
+
+def test_closing_releases_the_lock_when_the_audit_line_cannot_be_written(tmp_path):
+    root = str(tmp_path / "root")
+    _sh(cmd.acquire_lock(root, '{"who": "alice", "token": "t1"}', break_lock=False), tmp_path)
+    (tmp_path / "file").write_text("")
+    out = _sh(cmd.closing(cmd.append_audit(str(tmp_path / "file" / "below"), "{}"), cmd.release_lock(root, "t1")),
+              tmp_path)
+    assert out.returncode == 0 and out.stdout == "AUDIT-FAILED\n"
+    assert not (tmp_path / "root" / "lock").exists()
+
+
+def test_an_audit_line_already_there_is_not_appended_again(tmp_path):
+    root = str(tmp_path / "root")
+    for line in ('{"a": 1}', '{"a": 1}', '{"a": 2}', '{"a": 1}'):
+        assert _sh(cmd.append_audit(root, line), tmp_path).returncode == 0
+    assert (tmp_path / "root" / "audit.log").read_text() == '{"a": 1}\n{"a": 2}\n'

@@ -34,10 +34,13 @@ def inspect_json(services, health="healthy", hashes=None, image_ids=None):
                         "HostConfig": {"PortBindings": {}}} for name in services])
 
 
-def preflight_text(current, releases, containers, missing=(), current_hashes=None, current_images=None):
-    """``current_hashes``: service -> the config hash the current release went live with (its live.txt);
-    ``current_images``: image -> id (both what the preflight reads of the current release, for drift)."""
-    parts = {"docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
+def preflight_text(current, releases, containers, missing=(), current_hashes=None, current_images=None,
+                   lock="ACQUIRED"):
+    """What the preflight prints; a deploy, rollback or down reads it in the round trip that takes
+    the lock, whose answer (``lock``) comes first, in section "lock". ``current_hashes``: service ->
+    the config hash the current release went live with (its live.txt); ``current_images``: image ->
+    id (both what the preflight reads of the current release, for drift)."""
+    parts = {"lock": lock, "docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
              "disk": "/dev/vda 100 10 99999999 1% /", "ports": "",
              "images": "\n".join(f"missing {m}" for m in missing), "current": f"releases/{current}" if current else "",
              "releases": "\n".join(releases), "audit": "", "containers": containers,
@@ -72,7 +75,8 @@ def test_noop_is_two_round_trips_and_starts_nothing(setup):
     outcome = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert not outcome.changed
     assert outcome.outcome is Outcome.UNCHANGED and outcome.exit_code == 0
-    assert len(ex.commands) == 2  # preflight, audit
+    assert len(ex.commands) == 2  # lock + preflight, audit + unlock
+    assert kinds_of(ex.commands) == ["lock+preflight", "audit+unlock"]
     assert not any("compose" in c and " up " in c for c in ex.commands)
     assert "noop" in ex.commands[-1]
 
@@ -89,17 +93,21 @@ def test_first_deploy_order(setup):
     assert outcome.outcome is Outcome.LIVE and outcome.previous is None
     assert outcome.message.endswith("is live (previous: none)")
     kinds = kinds_of(ex.commands)
-    assert kinds == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
-    assert "--remove-orphans" in ex.commands[3] and "vllm-nemotron" not in ex.commands[3]
-    assert ex.commands[5].endswith("vllm-nemotron")
+    assert kinds == ["lock+preflight", "upload", "up", "poll", "up", "poll", "switch+prune", "audit+unlock"]
+    assert "--remove-orphans" in ex.commands[2] and "vllm-nemotron" not in ex.commands[2]
+    assert ex.commands[4].endswith("vllm-nemotron")
     assert all("flow-secret" not in c for c in ex.commands)  # the secret travels only inside the archive
 
 
 def kinds_of(commands):
     kinds = []
     for c in commands:
-        if "==sparkkit:docker==" in c:
+        if "==sparkkit:docker==" in c and "ACQUIRED" in c:
+            kinds.append("lock+preflight")
+        elif "==sparkkit:docker==" in c:
             kinds.append("preflight")
+        elif "$token" in c and "audit.log" in c:
+            kinds.append("audit+unlock")
         elif "ACQUIRED" in c:
             kinds.append("lock")
         elif "base64 -d" in c:
@@ -109,7 +117,7 @@ def kinds_of(commands):
         elif "docker inspect $ids" in c:
             kinds.append("poll")
         elif "current.tmp" in c:
-            kinds.append("switch+audit+prune")
+            kinds.append("switch+prune")
         elif "$token" in c:
             kinds.append("unlock")
     return kinds
@@ -140,7 +148,7 @@ def test_a_later_wave_compose_would_not_change_is_skipped(setup):
     lines = []
     outcome = HostOps(ex, cfg, out=lines.append, secrets=SECRETS, sleep=lambda _: None).deploy(release)
     assert outcome.changed
-    assert kinds_of(ex.commands) == ["preflight", "lock", "upload", "up", "poll", "switch+audit+prune", "unlock"]
+    assert kinds_of(ex.commands) == ["lock+preflight", "upload", "up", "poll", "switch+prune", "audit+unlock"]
     assert "unchanged and ready: vllm-nemotron" in "\n".join(lines)
 
 
@@ -158,9 +166,9 @@ def test_a_later_wave_is_started_when_its_container_differs(setup):
         ("docker inspect $ids", Result(rc=0, stdout=inspect_json(names, hashes=stale), stderr="")),
     ])
     HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release)
-    assert kinds_of(ex.commands) == ["preflight", "lock", "upload", "up", "poll", "up", "poll", "switch+audit+prune",
-                                     "unlock"]
-    assert ex.commands[5].endswith("up -d --no-deps vllm-nemotron")
+    assert kinds_of(ex.commands) == ["lock+preflight", "upload", "up", "poll", "up", "poll", "switch+prune",
+                                     "audit+unlock"]
+    assert ex.commands[4].endswith("up -d --no-deps vllm-nemotron")
 
 
 def test_a_drifted_service_of_the_current_release_is_no_noop_and_only_it_is_started(setup):
@@ -191,11 +199,11 @@ def test_a_drifted_service_of_the_current_release_is_no_noop_and_only_it_is_star
     assert outcome.outcome is Outcome.LIVE, outcome.message
     assert f"  drift: vllm-nemotron runs config hash-by-hand, release {release.id} says hash-vllm-ne" in lines
     assert sum(line.startswith("  drift: ") for line in lines) == 1
-    assert kinds_of(ex.commands) == ["preflight", "lock", "up", "poll", "up", "poll", "switch+audit+prune", "unlock"]
-    assert ex.commands[4].endswith("up -d --no-deps vllm-nemotron")  # only the drifted one in its wave
+    assert kinds_of(ex.commands) == ["lock+preflight", "up", "poll", "up", "poll", "switch+prune", "audit+unlock"]
+    assert ex.commands[3].endswith("up -d --no-deps vllm-nemotron")  # only the drifted one in its wave
     # once all are ready, what each container now carries is recorded as what the release runs
     [record] = [r for r in ex.ran if "$f.tmp" in r.line]
-    assert record.number == 7 and record.argv[4:6] == (cfg.root, release.id)
+    assert record.number == 6 and record.argv[4:6] == (cfg.root, release.id)
     rows = list(zip(*[iter(record.argv[6:])] * 3))
     assert rows == [(s.name, hashes[s.name], s.image) for s in specs_of(release, cfg)]
 
@@ -258,7 +266,8 @@ def test_preflight_problem_touches_nothing(setup):
     result = HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS).deploy(release)
     assert result.outcome is Outcome.REFUSED and result.exit_code == 1
     assert "Compose v2 not found" in result.message and "preflight failed, nothing was changed" in result.message
-    assert len(ex.commands) == 1
+    assert kinds_of(ex.commands) == ["lock+preflight", "audit+unlock"]  # the refusal is audited; nothing else ran
+    assert '"result": "refused"' in ex.commands[1]
 
 
 def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
@@ -269,7 +278,8 @@ def test_deploy_and_verify_takes_the_lock_first_and_stops_when_held(setup):
     run = deploy_and_verify(HostOps(ex, cfg, out=lambda _: None, secrets=SECRETS), release, {})
     assert run.decision == "not started: the host is locked" and "locked by bob@ci" in run.deploy_error
     assert run.verdict is Verdict.LOCKED and run.exit_code == 1
-    assert len(ex.commands) == 1 and "ACQUIRED" in ex.commands[0]
+    assert len(ex.commands) == 2 and "ACQUIRED" in ex.commands[0]
+    assert "audit.log" in ex.commands[1] and '"result": "locked"' in ex.commands[1]  # the attempt's line
 
 
 def test_the_lock_is_reentrant_and_released_once(setup):
@@ -294,12 +304,14 @@ def changing_deploy_script(release, names):
 @pytest.mark.parametrize("fault", ["fail_at", "drop_at"])
 def test_a_fault_at_any_command_leaves_the_lock_released(setup, fault):
     """Walk a failed command (or a dropped connection) through every step of a deploy: the deploy
-    ends in an OperationError or a restore, and once the lock was taken it is released last."""
+    ends in an OperationError or a restore, and the lock is released last (an unlock removes only
+    this run's lock, so it is also tried when the round trip taking it failed; a failed unlock is
+    tried once more). tests/test_fault_sweep.py checks the whole end state at every position."""
     cfg, release, names = setup
     clean = FakeHost(changing_deploy_script(release, names))
     assert HostOps(clean, cfg, out=lambda _: None, secrets=SECRETS, sleep=lambda _: None).deploy(release).changed
     steps = len(clean.commands)
-    lock_at = kinds_of(clean.commands).index("lock") + 1
+    lock_at = kinds_of(clean.commands).index("lock+preflight") + 1
     assert steps > 5
     for n in range(1, steps + 1):
         ex = FakeHost(changing_deploy_script(release, names), **{fault: n})
@@ -308,10 +320,11 @@ def test_a_fault_at_any_command_leaves_the_lock_released(setup, fault):
         except OperationError:
             outcome = None
         assert ex.ran[n - 1].fault, n
-        if n > lock_at:
-            assert kinds_of(ex.commands).count("unlock") == 1, (n, kinds_of(ex.commands))
-            assert kinds_of(ex.commands[-1:]) == ["unlock"], (n, ex.commands[-1])
-        else:
-            assert outcome is None and "unlock" not in kinds_of(ex.commands), n
+        kinds = kinds_of(ex.commands)
+        assert kinds[-1] in ("unlock", "audit+unlock"), (n, kinds)
+        unlocks = [k for k in kinds if k in ("unlock", "audit+unlock")]
+        assert len(unlocks) == (2 if n == steps else 1), (n, kinds)  # the last: the failed unlock, then again
+        if n == lock_at:
+            assert outcome is None and kinds == ["lock+preflight", "audit+unlock"], n
         if fault == "drop_at" and n < steps:
-            assert ex.dropped == 1 and (ex.connects == 2 or len(ex.commands) == n), n
+            assert ex.dropped == 1 and ex.connects == 2, n

@@ -74,6 +74,7 @@ def test_recovery(previous, release, step):
     (RESTORE, True, False, Outcome.RESTORED),
     (RESTORE, False, False, Outcome.RESTORE_FAILED),
     (STOP, True, False, Outcome.FAILED_FIRST),
+    (STOP, False, False, Outcome.RESTORE_FAILED),  # the first deploy's stack could not be stopped
     (LEAVE, True, False, Outcome.FAILED_IN_PLACE),
     (RESTORE, True, True, Outcome.ROLLBACK_FAILED),  # what ran before is back, but the rollback failed
     (RESTORE, False, True, Outcome.ROLLBACK_FAILED),
@@ -324,10 +325,11 @@ def ops(ex, cfg, lines=None) -> HostOps:
 
 def test_a_held_lock_is_a_locked_outcome(host):
     cfg, release, _ = host
+    held = 'HELD\n{"who": "bob@ci", "since": "t"}'
     ex = FakeHost([
-        ("==sparkkit:docker==", Result(rc=0, stdout=preflight_text("r0ld", ["r0ld"], "[]"), stderr="")),
+        ("==sparkkit:docker==", Result(rc=0, stdout=preflight_text("r0ld", ["r0ld"], "[]", lock=held), stderr="")),
         (MANIFEST, Result(rc=0, stdout=release.manifest(cfg=cfg).content.decode(), stderr="")),
-        ("ACQUIRED", Result(rc=0, stdout='HELD\n{"who": "bob@ci", "since": "t"}\n', stderr=""))])
+        ("ACQUIRED", Result(rc=0, stdout=held + "\n", stderr=""))])
     for result in (ops(ex, cfg).deploy(release), ops(ex, cfg).rollback("r0ld"), ops(ex, cfg).down()):
         assert result.outcome is Outcome.LOCKED and result.exit_code == 1
         assert "locked by bob@ci since t" in result.message and "--break-lock" in result.message
@@ -339,7 +341,9 @@ def test_a_rollback_to_a_release_not_kept_is_refused(host):
                                                            stderr=""))])
     result = ops(ex, cfg).rollback("r9")
     assert result.outcome is Outcome.REFUSED and "release 'r9' is not kept on the host (kept: r1)" in result.message
-    assert len(ex.commands) == 1  # nothing locked, nothing started
+    # the facts are read under the lock; the refusal is audited as the lock is released; nothing started
+    assert len(ex.commands) == 2 and "ACQUIRED" in ex.commands[0] and "==sparkkit:docker==" in ex.commands[0]
+    assert '"result": "refused"' in ex.commands[1] and "$token" in ex.commands[1]
 
 
 def test_down_is_a_stopped_outcome(host):
@@ -381,7 +385,8 @@ def test_a_failed_deploy_restores_the_previous_release(host):
     result = ops(ex, cfg).deploy(release)
     assert result.outcome is Outcome.RESTORED and result.restored == "r0ld" and result.previous == "r0ld"
     assert "restored previous release r0ld, healthy" in result.message
-    assert "healthcheck reports unhealthy\n  restored previous release r0ld, healthy\n  last log lines of " in result.message
+    assert (f"healthcheck reports unhealthy\n  changed: started {', '.join(names[:-1])} of release "
+            f"{release.id}\n  restored previous release r0ld, healthy\n  last log lines of ") in result.message
     assert result.message.endswith("    sim: starting\n    sim: not healthy, token ********")  # secrets masked
 
 

@@ -132,6 +132,35 @@ def test_rollback_target_is_the_last_live_release_still_kept():
     assert rollback_target((), None, ("r1",)) is None
 
 
+def test_rollback_target_after_a_restore_that_failed():
+    """A deploy of r2 failed and could not put r1 back (r1 was the only release ever live): the host
+    may run part of r2 whatever `current` names. `rollback` puts r1 back."""
+    assert rollback_target(("r1",), "r1", ("r2", "r1"), unrestored="r1") == "r1"
+    assert rollback_target(("r1",), "r1", ("r2", "r1")) is None
+    assert rollback_target(("r1",), "r1", ("r2",), unrestored="r1") is None  # not kept
+
+
+def test_the_audit_log_says_which_release_a_failed_restore_left_out():
+    from sparkkit.host.facts import parse_unrestored
+
+    ok = '{"action": "deploy", "release": "r1", "result": "ok"}'
+    failed = '{"action": "deploy", "release": "r2", "result": "failed", "restore": "r1", "restore_result": "failed"}'
+    restored = '{"action": "deploy", "release": "r3", "result": "failed", "restored": "r1"}'
+    assert parse_unrestored("\n".join([ok, failed])) == "r1"
+    assert parse_unrestored("\n".join([ok, failed, '{"action": "verify", "result": "fail"}', "not json"])) == "r1"
+    assert parse_unrestored("\n".join([ok, failed, ok])) is None  # a later release went live
+    assert parse_unrestored("\n".join([ok, restored])) is None
+    assert parse_unrestored("") is None
+
+
+def test_a_container_names_the_release_it_was_created_from():
+    from sparkkit.host.facts import release_of
+
+    assert release_of("/opt/sparkkit/releases/r2a9/docker-compose.yml") == "r2a9"
+    assert release_of("/a/releases/r1/docker-compose.yml,/a/other.yml") == "r1"
+    assert release_of("") == "" and release_of("/tmp/docker-compose.yml") == ""
+
+
 def test_only_services_compose_would_change_are_started():
     specs = [spec("same"), spec("edited"), spec("sick"), spec("gone"), spec("new-image"), spec("no-label")]
     seen = {"same": container("same", config_hash="h1", image_id="sha256:i"),

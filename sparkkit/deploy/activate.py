@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from sparkkit.deploy.plan import ServiceSpec, judge_start, services_to_start, start_waves
-from sparkkit.deploy.session import HostSession, Refused
+from sparkkit.deploy.session import HostSession, Refused, brief
 from sparkkit.errors import OperationError
 from sparkkit.host import commands as cmd
 from sparkkit.host.facts import parse_hashed_up
@@ -32,6 +32,7 @@ class Activation:
     def __init__(self, session: HostSession):
         self.s = session
         self.seen: dict = {}  # service -> Container, as the last look during activation saw it
+        self.started: list[str] = []  # services this activation sent `compose up` for
 
     def activate(self, release_id: str, specs: list[ServiceSpec]) -> Failure | None:
         """Bring the project to ``release_id``, wave by wave; None once every wave is healthy.
@@ -45,6 +46,7 @@ class Activation:
         hashes: dict[str, str] | None = None
         image_ids: dict[str, str] = {}
         self.seen = {}
+        self.started = []
         for i, wave in enumerate(start_waves(specs)):
             wave_specs = [spec for spec in specs if spec.name in wave]
             names = wave
@@ -54,6 +56,8 @@ class Activation:
                     s.out(f"  unchanged and ready: {', '.join(wave)}")
                     continue
             s.out(f"  starting {', '.join(names)}")
+            s.changed_running = True  # from here on a failure must put back what ran before
+            self.started.extend(names)
             try:
                 with s.stage("compose up"):
                     if hashes is None:
@@ -65,7 +69,8 @@ class Activation:
                         s.ex.run(cmd.compose_up(s.cfg.project, compose_file, names, remove_orphans=False),
                                  timeout_s=900, pty=True)
             except OperationError as exc:
-                return Failure(service=names[0] if len(names) == 1 else None, why=f"docker compose up failed: {exc}")
+                return Failure(service=names[0] if len(names) == 1 else None,
+                               why=f"docker compose up failed: {s.secrets.mask(brief(exc))}")
             with s.stage("health wait"):
                 failed = self.wait_ready(wave_specs)
             if failed:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shlex
 import tarfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -27,15 +27,12 @@ from sparkkit.deploy.plan import (Recovery, ServiceSpec, drift_of, is_noop, pref
 from sparkkit.deploy.restore import guarded, interrupted, recover
 from sparkkit.deploy.session import HostSession, Printer, Refused
 from sparkkit.host import commands as cmd
+from sparkkit.host.commands import chain
 from sparkkit.host.executor import Executor
+from sparkkit.host.facts import HostFacts, parse_preflight
 from sparkkit.inventory.model import HostConfig
 from sparkkit.inventory.secrets import Secrets
 from sparkkit.release.render import Release
-
-
-def chain(*argvs: list[str]) -> list[str]:
-    """Several commands in one round trip, each quoted as an argv."""
-    return ["sh", "-c", " && ".join(shlex.join(a) for a in argvs)]
 
 
 def specs_of(release: Release, cfg: HostConfig) -> list[ServiceSpec]:
@@ -66,17 +63,34 @@ class HostOps(HostSession):
         self.activation = Activation(self)
         self.ids_before: dict[str, str] = {}  # service -> container id before this run
 
-    def locked(self, action: str, release: str | None, *, break_lock: bool):
-        """The host's lock as a context manager (see ``HostLock.held``); raises LockHeld."""
-        return self.lock.held(action, release, break_lock=break_lock)
+    @contextmanager
+    def locked(self, action: str, release: str | None, *, break_lock: bool, facts_for: list[str] | None = None):
+        """The host's lock as a context manager (see ``HostLock.held``); raises LockHeld. With
+        ``facts_for`` (the images to look at) the preflight facts are read once the lock is ours, in
+        the same round trip, and yielded: a command that changes the host decides on facts read
+        under its lock."""
+        then = self.preflight_argv(facts_for) if facts_for is not None else None
+        with self.lock.held(action, release, break_lock=break_lock, then=then) as text:
+            yield parse_preflight(text) if then is not None else None
+
+    def _locked(self, action: str, release_id: str | None, body: Callable[[HostFacts], DeployResult], *,
+                break_lock: bool, images: list[str] = ()) -> DeployResult:
+        """Take the lock, read the facts in the same round trip, run ``body`` on them."""
+        try:
+            with self.locked(action, release_id, break_lock=break_lock, facts_for=list(images)) as facts:
+                return body(facts)
+        except LockHeld as exc:
+            return DeployResult(outcome=Outcome.LOCKED, action=action, release=release_id, message=str(exc))
 
     def deploy(self, release: Release, *, break_lock: bool = False) -> DeployResult:
+        images = sorted({s.image for s in specs_of(release, self.cfg)})
+        return self._locked("deploy", release.id, lambda facts: self._deploy(release, facts),
+                            break_lock=break_lock, images=images)
+
+    def _deploy(self, release: Release, facts: HostFacts) -> DeployResult:
         cfg = self.cfg
         specs = specs_of(release, cfg)
-        images = sorted({s.image for s in specs})
         archive = release_archive(release, cfg)
-        with self.stage("preflight"):
-            facts = self.facts(images)
         self.ids_before = {c.service: c.id for c in facts.containers}
         problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
                                       release_bytes=len(archive))
@@ -84,12 +98,12 @@ class HostOps(HostSession):
                  f"current release {facts.current_release or 'none'}; deploying {release.id}")
         previous = facts.current_release
         if problems:
+            self.lock.close_with(self.audit_argv("deploy", release.id, "refused", reason="preflight"))
             return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id, previous=previous,
                                 message=f"{cfg.name}: preflight failed, nothing was changed:\n  - "
                                         + "\n  - ".join(problems))
         if is_noop(facts, release.id, specs):
-            with self.stage("audit"):
-                self.audit("deploy", release.id, "noop")
+            self.lock.close_with(self.audit_argv("deploy", release.id, "noop"))
             return DeployResult(
                 outcome=Outcome.UNCHANGED, action="deploy", release=release.id, previous=release.id,
                 message=f"{cfg.name}: release {release.id} is already current and healthy; nothing restarted")
@@ -109,9 +123,9 @@ class HostOps(HostSession):
                 keep = prune_candidates(list(facts.releases), cfg.keep_releases,
                                         {release.id} | ({previous} if previous else set()))
                 with self.stage("switch"):
-                    self.ex.run(chain(cmd.switch_current(cfg.root, release.id),
-                                      self.audit_argv("deploy", release.id, "ok", previous=previous),
-                                      cmd.prune_releases(cfg.root, keep)))
+                    self.ex.run(chain(cmd.switch_current(cfg.root, release.id), cmd.prune_releases(cfg.root, keep)))
+                # written with the unlock, once the switch is known to have happened
+                self.lock.close_with(self.audit_argv("deploy", release.id, "ok", previous=previous))
             return failed
 
         def done() -> DeployResult:
@@ -119,19 +133,22 @@ class HostOps(HostSession):
             return DeployResult(outcome=Outcome.LIVE, action="deploy", release=release.id, previous=previous,
                                 message=f"{cfg.name}: release {release.id} is live ({was})")
 
-        return self._change("deploy", release.id, previous, install_and_start, done, break_lock=break_lock)
+        return self._change("deploy", release.id, previous, install_and_start, done)
 
     def rollback(self, to: str | None = None, *, break_lock: bool = False) -> DeployResult:
+        return self._locked("rollback", to, lambda facts: self._rollback(to, facts), break_lock=break_lock)
+
+    def _rollback(self, to: str | None, facts: HostFacts) -> DeployResult:
         cfg = self.cfg
-        facts = self.facts()
         current = facts.current_release
 
         def refused(message: str) -> DeployResult:
+            self.lock.close_with(self.audit_argv("rollback", to, "refused", previous=current))
             return DeployResult(outcome=Outcome.REFUSED, action="rollback", release=to, previous=current,
                                 message=message)
 
         if to is None:
-            to = rollback_target(facts.activations, current, facts.releases)
+            to = rollback_target(facts.activations, current, facts.releases, unrestored=facts.unrestored)
             if to is None:
                 return refused(f"{cfg.name}: no earlier live release to roll back to "
                                f"(kept: {', '.join(facts.releases) or 'none'})")
@@ -149,48 +166,47 @@ class HostOps(HostSession):
             failed = self.activation.activate(to, specs)
             if failed is None:
                 with self.stage("switch"):
-                    self.ex.run(chain(cmd.switch_current(cfg.root, to),
-                                      self.audit_argv("rollback", to, "ok", previous=current)))
+                    self.ex.run(cmd.switch_current(cfg.root, to))
+                self.lock.close_with(self.audit_argv("rollback", to, "ok", previous=current))
             return failed
 
         def done() -> DeployResult:
             return DeployResult(outcome=Outcome.LIVE, action="rollback", release=to, previous=current,
                                 message=f"{cfg.name}: release {to} is live (rolled back from {current or 'none'})")
 
-        return self._change("rollback", to, current, start, done, break_lock=break_lock, rolling_back=True)
+        return self._change("rollback", to, current, start, done, rolling_back=True)
 
     def _change(self, action: str, release_id: str, previous: str | None, steps: Callable[[], Failure | None],
-                done: Callable[[], DeployResult], *, break_lock: bool, rolling_back: bool = False) -> DeployResult:
-        """Under the lock: run ``steps``; then ``done``, or put the host right after a failure."""
+                done: Callable[[], DeployResult], *, rolling_back: bool = False) -> DeployResult:
+        """Under the lock: run ``steps``; then ``done``, or put the host right after a failure of any
+        kind (``restore.guarded``: the one failure path)."""
         try:
-            with self.locked(action, release_id, break_lock=break_lock):
-                failed = guarded(self, steps)
-                if failed is None:
-                    return done()
-                if failed.interrupted:
-                    return interrupted(self, action, release_id, previous)
-                return recover(self, self.activation, action, release_id, previous, failed,
-                               rolling_back=rolling_back)
-        except LockHeld as exc:
-            return DeployResult(outcome=Outcome.LOCKED, action=action, release=release_id, previous=previous,
-                                message=str(exc))
+            failed = guarded(self, steps)
         except Refused as exc:
             return DeployResult(outcome=Outcome.REFUSED, action=action, release=release_id, previous=previous,
                                 message=str(exc))
+        if failed is None:
+            return done()
+        if failed.interrupted:
+            return interrupted(self, self.activation, action, release_id, previous)
+        return recover(self, self.activation, action, release_id, previous, failed, rolling_back=rolling_back)
 
-    def down(self, *, break_lock: bool = False) -> DeployResult:
+    def down(self, *, break_lock: bool = False, clear_current: bool = False) -> DeployResult:
+        """Stop the stack (releases kept); ``clear_current``: no release is live afterwards either
+        (a first deploy undone). A failing stop writes its audit line and raises."""
+        return self._locked("down", None, lambda facts: self._down(facts, clear_current), break_lock=break_lock)
+
+    def _down(self, facts: HostFacts, clear_current: bool) -> DeployResult:
         cfg = self.cfg
-        facts = self.facts()
         current = facts.current_release
-        try:
-            with self.locked("down", current, break_lock=break_lock):
-                if current:
-                    self.ex.run(cmd.compose_down(cfg.project, self.compose_file(current)), timeout_s=300)
-                else:
-                    self.ex.run(cmd.stop_project(cfg.project), timeout_s=300)
-                self.audit("down", current, "ok")
-        except LockHeld as exc:
-            return DeployResult(outcome=Outcome.LOCKED, action="down", release=current, message=str(exc))
+        self.changed_running = True
+        if current:
+            stop = cmd.compose_down(cfg.project, self.compose_file(current))
+        else:
+            stop = cmd.stop_project(cfg.project)
+        with self.stage("down"):
+            self.ex.run(chain(stop, cmd.clear_current(cfg.root)) if clear_current else stop, timeout_s=300)
+        self.lock.close_with(self.audit_argv("down", current, "ok"))
         return DeployResult(outcome=Outcome.STOPPED, action="down", release=current, previous=current,
                             message=f"{cfg.name}: stack stopped; releases kept (current: {current or 'none'})")
 
@@ -200,10 +216,7 @@ class HostOps(HostSession):
         if step is Recovery.RESTORE_PREVIOUS:
             return self.rollback(previous)
         if step is Recovery.STOP_NEW:
-            result = self.down()
-            if result.outcome is Outcome.STOPPED:
-                self.ex.run(cmd.clear_current(self.cfg.root))
-            return result
+            return self.down(clear_current=True)
         return None
 
     def status(self) -> dict:

@@ -30,7 +30,7 @@ class Outcome(Enum):
     RESTORED = "restored"  # the release failed; the previous one is back and healthy
     FAILED_FIRST = "failed-first"  # a first deploy failed: its stack is stopped, the host is as it was
     FAILED_IN_PLACE = "failed-in-place"  # the release was already current, failed to restart, and stays
-    RESTORE_FAILED = "restore-failed"  # the release failed and putting the previous one back failed too
+    RESTORE_FAILED = "restore-failed"  # the release failed and putting the host back failed too
     ROLLBACK_FAILED = "rollback-failed"  # a rollback did not finish (what ran before may be back)
     INTERRUPTED = "interrupted"  # Ctrl-C part-way: recorded in the audit log, the lock released
 
@@ -132,11 +132,12 @@ class DeployResult:
 def after_failure(step: Recovery, *, restore_ok: bool, rolling_back: bool) -> Outcome:
     """A deploy or rollback failed part-way and ``step`` was taken to put the host right: what the
     host is left with. A rollback that fails is ROLLBACK_FAILED whatever came back, as the message
-    says what runs now; ``restore_ok`` only counts for RESTORE_PREVIOUS."""
+    says what runs now; ``restore_ok``: the previous release is back, or a first deploy's stack
+    stopped (STOP_NEW)."""
     if rolling_back:
         return Outcome.ROLLBACK_FAILED
     if step is Recovery.RESTORE_PREVIOUS:
         return Outcome.RESTORED if restore_ok else Outcome.RESTORE_FAILED
     if step is Recovery.STOP_NEW:
-        return Outcome.FAILED_FIRST
+        return Outcome.FAILED_FIRST if restore_ok else Outcome.RESTORE_FAILED
     return Outcome.FAILED_IN_PLACE

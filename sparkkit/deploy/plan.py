@@ -127,8 +127,14 @@ def recovery(previous: str | None, release: str) -> Recovery:
     return Recovery.LEAVE_IN_PLACE
 
 
-def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...]) -> str | None:
-    """The release that was live before ``current`` and is still kept on the host."""
+def rollback_target(activations: tuple[str, ...], current: str | None, kept: tuple[str, ...], *,
+                    unrestored: str | None = None) -> str | None:
+    """The release that was live before ``current`` and is still kept on the host; or, when the last
+    deploy or rollback failed and could not put back the release that ran before it (``unrestored``,
+    from the audit log), that release: the host may run part of the failed one, whatever
+    ``current`` names."""
+    if unrestored and unrestored in kept:
+        return unrestored
     for rid in reversed(activations):
         if rid != current and rid in kept:
             return rid

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sparkkit.deploy.plan import ServiceSpec
-from sparkkit.errors import OperationError
+from sparkkit.errors import OperationError, RemoteCommandError
 from sparkkit.host import commands as cmd
 from sparkkit.host.facts import HostFacts, parse_containers, parse_preflight
-from sparkkit.host.executor import Executor
+from sparkkit.host.executor import Executor, Result
 from sparkkit.inventory.model import HostConfig
 from sparkkit.inventory.secrets import Secrets
 from sparkkit.release.render import COMPOSE_FILE
@@ -25,6 +25,20 @@ Printer = Callable[[str], None]
 
 class Refused(OperationError):
     """Refused before anything running was changed: a missing or damaged release, an image."""
+
+
+def brief(exc: BaseException) -> str:
+    """An error in one line for a message: a remote command's exit code and its last lines of
+    output (the command itself is in the stage), else the error's first line, with its type where
+    it is not one of the kit's own errors."""
+    if isinstance(exc, RemoteCommandError):
+        said = exc.stderr.split("==sparkkit:", 1)[0]  # what the command said, before the kit's own sections
+        tail = [line.strip() for line in said.strip().splitlines() if line.strip()][-3:]
+        return f"exit {exc.rc}: {' | '.join(tail)[-400:] if tail else '(no output)'}"
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    if isinstance(exc, OperationError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def who() -> str:
@@ -48,6 +62,7 @@ class HostSession:
         self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
         self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
         self.current_stage = "start"
+        self.changed_running = False  # this run has sent a command that changes what runs (compose up, down)
 
     @contextmanager
     def stage(self, name: str):
@@ -62,10 +77,11 @@ class HostSession:
             entry["round_trips"] += self.ex.round_trips - trips
 
     # -- reads -------------------------------------------------------------------------------
+    def preflight_argv(self, images: list[str] = ()) -> list[str]:
+        return cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu)
+
     def facts(self, images: list[str] = ()) -> HostFacts:
-        result = self.ex.run(cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu),
-                             timeout_s=60)
-        return parse_preflight(result.stdout)
+        return parse_preflight(self.ex.run(self.preflight_argv(images), timeout_s=60).stdout)
 
     def containers(self):
         return parse_containers(self.ex.run(cmd.containers(self.cfg.project), timeout_s=60).stdout)
@@ -90,4 +106,12 @@ class HostSession:
         return cmd.append_audit(self.cfg.root, self.secrets.mask(line))
 
     def audit(self, action: str, release: str | None, result: str, **extra) -> None:
-        self.ex.run(self.audit_argv(action, release, result, **extra))
+        self.run_repeatable(self.audit_argv(action, release, result, **extra))
+
+    def run_repeatable(self, argv: list[str]) -> Result:
+        """A command that is safe to repeat (an audit append skips a line already there; an unlock
+        removes only this run's lock): once more after any failure (a dropped connection reconnects)."""
+        try:
+            return self.ex.run(argv)
+        except Exception:
+            return self.ex.run(argv)

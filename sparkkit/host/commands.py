@@ -6,12 +6,20 @@ Remote shell scripts are constants that read their inputs from positional parame
 
 from __future__ import annotations
 
+import shlex
+
 SECTION = "==sparkkit:{}=="
 LIVE_FILE = "live.txt"  # in releases/<id>/: per service, the config hash and image it ran with when it went live
 
 
 def _sh(script: str, *args: str) -> list[str]:
     return ["sh", "-c", script, "sh", *[str(a) for a in args]]
+
+
+def chain(*argvs: list[str]) -> list[str]:
+    """Several commands in one round trip, each quoted as an argv; each runs only if those before
+    it succeeded."""
+    return ["sh", "-c", " && ".join(shlex.join(a) for a in argvs)]
 
 
 def section(name: str) -> str:
@@ -128,6 +136,35 @@ def release_lock(root: str, token: str) -> list[str]:
     return _sh(UNLOCK_SCRIPT, root, token)
 
 
+# Take the lock and, only once it is ours, read (the preflight) in the same round trip: the lock's
+# answer under section "lock", then what the second command printed. Each command comes as one
+# argument, an argv quoted by shlex.join, so no inventory value becomes shell syntax.
+LOCKED_SCRIPT = f"""
+{section("lock")}
+r=$(sh -c "$1") || exit $?
+printf '%s\\n' "$r"
+case "$r" in ACQUIRED*) sh -c "$2" ;; esac
+"""
+
+
+def locked(lock_argv: list[str], then_argv: list[str]) -> list[str]:
+    """``lock_argv`` (``acquire_lock``), then ``then_argv`` only when the lock was acquired."""
+    return _sh(LOCKED_SCRIPT, shlex.join(lock_argv), shlex.join(then_argv))
+
+
+# A closing round trip: the attempt's audit line, then the lock released even when the line could
+# not be written (then AUDIT-FAILED is printed); the exit status is the unlock's. Each is safe to
+# repeat (the audit append skips a line already there, the unlock removes only this run's lock).
+CLOSING_SCRIPT = """
+sh -c "$1" || echo AUDIT-FAILED
+sh -c "$2"
+"""
+
+
+def closing(audit_argv: list[str], unlock_argv: list[str]) -> list[str]:
+    return _sh(CLOSING_SCRIPT, shlex.join(audit_argv), shlex.join(unlock_argv))
+
+
 INSTALL_SCRIPT = """
 set -e
 root="$1"; id="$2"
@@ -178,7 +215,9 @@ def record_live(root: str, release_id: str, services: list[tuple[str, str, str]]
 
 AUDIT_SCRIPT = """
 root="$1"; line="$2"
-mkdir -p "$root" && printf '%s\\n' "$line" >> "$root/audit.log"
+mkdir -p "$root" || exit 1
+grep -qxF -- "$line" "$root/audit.log" 2>/dev/null && exit 0
+printf '%s\\n' "$line" >> "$root/audit.log"
 """
 
 

@@ -27,6 +27,7 @@ class Container:
     host_ports: tuple[int, ...]
     image_id: str = ""  # the image the container was created from (sha256:...)
     config_hash: str = ""  # compose's com.docker.compose.config-hash label
+    release: str = ""  # the release whose compose file created it (compose's config_files label)
 
     @property
     def ready(self) -> bool:
@@ -50,6 +51,7 @@ class HostFacts:
     image_ids: dict[str, str] = field(default_factory=dict)  # present image -> its id (sha256:...)
     # service -> the config hash its container had when the current release went live (live.txt)
     current_hashes: dict[str, str] = field(default_factory=dict)
+    unrestored: str | None = None  # the last deploy/rollback failed and could not put this release back
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -107,8 +109,15 @@ def parse_containers(text: str) -> tuple[Container, ...]:
             host_ports=tuple(sorted(ports)),
             image_id=item.get("Image", ""),
             config_hash=labels.get("com.docker.compose.config-hash", ""),
+            release=release_of(labels.get("com.docker.compose.project.config_files", "")),
         ))
     return tuple(sorted(out, key=lambda c: c.service))
+
+
+def release_of(config_files: str) -> str:
+    """The release id in a compose file path ``<root>/releases/<id>/docker-compose.yml`` ("" if none)."""
+    m = re.search(r"/releases/([^/,]+)/[^/,]+$", config_files.split(",")[0].strip())
+    return m.group(1) if m else ""
 
 
 def parse_listening_ports(proc_net_tcp: str) -> frozenset[int]:
@@ -162,6 +171,7 @@ def parse_preflight(text: str) -> HostFacts:
         current_release=current.rsplit("/", 1)[-1] if current else None,
         releases=tuple(line.strip() for line in s.get("releases", "").splitlines() if line.strip()),
         activations=parse_activations(s.get("audit", "")),
+        unrestored=parse_unrestored(s.get("audit", "")),
         containers=parse_containers(s.get("containers", "")),
         image_ids={name: rest[0] for state, name, *rest in current_images + images
                    if state == "present" and rest[0]},
@@ -191,6 +201,24 @@ def parse_activations(audit_lines: str) -> tuple[str, ...]:
                 and entry.get("action") in ("deploy", "rollback") and entry.get("release")):
             out.append(str(entry["release"]))
     return tuple(out)
+
+
+def parse_unrestored(audit_lines: str) -> str | None:
+    """The release a failed deploy or rollback could not put back (its line says ``restore_result:
+    failed``), unless a later deploy or rollback went live."""
+    out = None
+    for line in audit_lines.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(entry, dict) or entry.get("action") not in ("deploy", "rollback"):
+            continue
+        if entry.get("result") == "ok":
+            out = None
+        elif entry.get("restore_result") == "failed" and entry.get("restore"):
+            out = str(entry["restore"])
+    return out
 
 
 def parse_lock(text: str) -> tuple[bool, dict]:

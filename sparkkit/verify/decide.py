@@ -27,6 +27,13 @@ def after_deploy(outcome: Outcome) -> Verdict | None:
     return _AFTER_DEPLOY[outcome]
 
 
+def deploy_error_verdict(*, changed: bool) -> Verdict:
+    """The deploy step raised instead of ending in an outcome: "refused" only when nothing running
+    had been changed (``changed``: the run's typed flag, never the error's text); otherwise the
+    host's state is not what any outcome says, and it needs a person."""
+    return Verdict.RESTORE_FAILED if changed else Verdict.DEPLOY_REFUSED
+
+
 def to_undo(*, passed: bool, step: Recovery, keep_first: bool) -> Recovery | None:
     """What to undo after the gates: nothing when they passed, when the release was already current
     (LEAVE_IN_PLACE), or when a failed first deploy is kept (``gates.first_deploy_failure: keep``)."""

@@ -10,12 +10,13 @@ from sparkkit.deploy.apply import HostOps
 from sparkkit.deploy.lock import LockHeld
 from sparkkit.deploy.outcome import DeployResult, Outcome, Verdict
 from sparkkit.deploy.plan import Recovery, recovery
-from sparkkit.deploy.session import now_iso
+from sparkkit.deploy.restore import host_state
+from sparkkit.deploy.session import brief, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
 from sparkkit.probe.suites import Suite
 from sparkkit.release.render import Release
-from sparkkit.verify.decide import (after_deploy, after_gates, after_verify_only, decision_line, rollback_failure,
-                                    to_undo)
+from sparkkit.verify.decide import (after_deploy, after_gates, after_verify_only, decision_line,
+                                    deploy_error_verdict, rollback_failure, to_undo)
 from sparkkit.verify.gates import Gate
 from sparkkit.verify.measure import Measurement, effective_settings, measure, store_results
 
@@ -103,22 +104,19 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
 
     try:
         deployed = ops.deploy(release)
-    except (ConnectionLost, HostUnreachable):  # not "refused": the host's state is unknown, the caller says so
-        raise
-    except OperationError as exc:  # a remote command failed and left no outcome (the upload, say)
-        return ended(Verdict.DEPLOY_REFUSED, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the deploy raises only before it changed anything running
+        if isinstance(exc, HostUnreachable) or (isinstance(exc, ConnectionLost) and ops.changed_running):
+            raise  # the host's state is unknown: the caller says so
+        verdict = deploy_error_verdict(changed=ops.changed_running)
+        return ended(verdict, ops.secrets.mask(brief(exc)))
     verdict = after_deploy(deployed.outcome)
     if verdict is not None:
         return ended(verdict, deployed.message, deployed)
     step = recovery(deployed.previous, release.id)
     previous = deployed.previous if step is Recovery.RESTORE_PREVIOUS else None
-    with ops.stage("facts"):
-        before = {c.service: c for c in ops.containers()}
-    # None: the same container as before the deploy (not restarted, nothing to time)
-    startup_s = {s.name: (None if before.get(s.name) and before[s.name].id == ops.ids_before.get(s.name)
-                          else ops.startup_s.get(s.name)) for s in cfg.services}
-    ops.out(f"{cfg.name}: verifying release {release.id}")
     m = Measurement()
+    startup_s: dict = {}
+
 
     def verification(verdict: Verdict, decision: str) -> Verification:
         return Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, previous=previous,
@@ -127,6 +125,12 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
                             stages=ops.stages, verdict=verdict, deployed=deployed)
 
     try:
+        with ops.stage("facts"):
+            before = {c.service: c for c in ops.containers()}
+        # None: the same container as before the deploy (not restarted, nothing to time)
+        startup_s.update({s.name: (None if before.get(s.name) and before[s.name].id == ops.ids_before.get(s.name)
+                                   else ops.startup_s.get(s.name)) for s in cfg.services})
+        ops.out(f"{cfg.name}: verifying release {release.id}")
         measure(ops, cfg, suites, m, since_iso=since, before=before)
         with ops.stage("store results"):
             store_results(ops, release.id, m)
@@ -139,13 +143,16 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
         except OperationError:
             pass
         return verification(Verdict.UNVERIFIED, decision)
-    except OperationError as exc:  # e.g. the connection dropped: an unverified release is not kept
-        ops.out(f"{cfg.name}: verification could not finish: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any error (a dropped connection, ...): an unverified release is not kept
+        ops.out(f"{cfg.name}: verification could not finish: {ops.secrets.mask(brief(exc))}")
         m.passed = False
         m.gates = [*m.gates, Gate(name="verification finished", service="host", observed="no",
-                                  threshold="yes", passed=False, why=ops.secrets.mask(str(exc)))]
+                                  threshold="yes", passed=False, why=ops.secrets.mask(brief(exc)))]
     failed = [f"{g.service}/{g.name}" for g in m.gates if not g.passed]
-    ops.audit("verify", release.id, "pass" if m.passed else "fail", failed_gates=failed)
+    try:
+        ops.audit("verify", release.id, "pass" if m.passed else "fail", failed_gates=failed)
+    except Exception as exc:  # noqa: BLE001 - the decision still stands; the undo below writes its own line
+        ops.out(f"{cfg.name}: WARNING: the verify audit line could not be written ({ops.secrets.mask(brief(exc))})")
     keep_first = cfg.gates.first_deploy_failure != "stop"
     undo = to_undo(passed=m.passed, step=step, keep_first=keep_first)
     undone, failure = _undo(ops, undo, previous, failed)
@@ -165,11 +172,13 @@ def _undo(ops: HostOps, undo: Recovery | None, previous: str | None, failed: lis
         return None, ""
     try:
         result = ops.undo(undo, previous)
-    except OperationError as exc:
-        if undo is not Recovery.RESTORE_PREVIOUS:
-            raise
-        return None, rollback_failure(None, str(exc))
-    return result.outcome, rollback_failure(result.outcome, result.message)
+    except Exception as exc:  # noqa: BLE001 - a rollback or stop that raised: say what the host runs
+        what = f"rolling back to {previous}" if undo is Recovery.RESTORE_PREVIOUS else "stopping the first deploy"
+        return None, rollback_failure(None, ops.secrets.mask(f"{what} failed ({brief(exc)}); {host_state(ops)}"))
+    failure = rollback_failure(result.outcome, result.message)
+    if result.outcome not in (Outcome.LIVE, Outcome.STOPPED) and "containers:" not in failure:
+        failure += f"; {host_state(ops)}"
+    return result.outcome, failure
 
 
 def verify_only(ops: HostOps, suites: dict[str, Suite]) -> Verification:

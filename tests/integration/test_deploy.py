@@ -165,7 +165,9 @@ def test_foreign_process_on_a_port_fails_preflight(stack, capsys, first):
     assert code == 1
     assert f"host port {port} (service audio-pipeline) is taken" in err and "nothing was changed" in err
     assert start_marks(stack) == before and stack.current() == first["release"]
-    assert stack.audit() == audit  # preflight wrote nothing
+    after = stack.audit()  # preflight wrote nothing but the attempt's audit line: refused
+    assert after[:len(audit)] == audit and len(after) == len(audit) + 1
+    assert after[-1]["result"] == "refused" and after[-1]["reason"] == "preflight"
 
 
 def test_lock_contention_shows_holder_and_break_lock(stack, capsys, first):

@@ -140,6 +140,33 @@ def fault(monkeypatch, marker: str, action, *, delay_s: float = 0.0, occurrence:
         monkeypatch.setattr(SshExecutor, "run", original)
 
 
+INJECTED = ["sh", "-c", "echo 'injected failure' >&2; exit 1"]
+
+
+@contextmanager
+def failing(monkeypatch, *steps: tuple[str, object]):
+    """Make remote commands fail for real on the host, one after the other: for each (marker,
+    replacement), the next command containing ``marker`` is replaced by ``replacement`` (an argv
+    that fails there, e.g. a `docker inspect` of a container that does not exist). Yields a dict
+    with how many fired."""
+    original = SshExecutor.run
+    state = {"fired": 0}
+
+    def run_failing(self, argv, **kwargs):
+        if state["fired"] < len(steps):
+            marker, replacement = steps[state["fired"]]
+            if marker in shlex.join(argv):
+                state["fired"] += 1
+                argv = replacement
+        return original(self, argv, **kwargs)
+
+    monkeypatch.setattr(SshExecutor, "run", run_failing)
+    try:
+        yield state
+    finally:
+        monkeypatch.setattr(SshExecutor, "run", original)
+
+
 @contextmanager
 def fault_while_probing(monkeypatch, action, delay_s: float):
     """Do ``action`` ``delay_s`` after the first probe tunnel opens (verification is under way)."""
@@ -259,6 +286,58 @@ def test_connection_dropped_during_verification_rolls_back(fs, capsys, base, mon
     assert_consistent(fs, before, current=base["A"])
     report = json.loads((fs.reports / "rehearsal" / "latest" / "report.json").read_text())
     assert report["passed"] is False and report["decision"].startswith("rolled back")
+
+
+def test_a_docker_inspect_failing_in_the_health_wait_restores_the_previous_release(fs, capsys, base, monkeypatch):
+    """The one failure path: a real `docker inspect` that fails (no such container) while the new
+    release's services start: every container back on the previous release, `current` with it, the
+    audit line, exit 1 (before, the kit exited 1 leaving a mix of old and new)."""
+    before = snapshot(fs)
+    with failing(monkeypatch, (HEALTH_POLL, ["docker", "inspect", "sparkkit-no-such-container"])) as state:
+        code, out, err = run(capsys, fs, "deploy", *change("inspect-fails"))
+    assert state["fired"] == 1
+    assert code == 1, err
+    assert "health wait failed: exit 1" in err and f"restored previous release {base['A']}, healthy" in err, err
+    assert "changed: started" in err
+    assert_consistent(fs, before, current=base["A"])
+    entry = last_audit(fs)
+    assert entry["action"] == "deploy" and entry["result"] == "failed" and entry["restored"] == base["A"]
+    assert sum(json.loads(line)["action"] == "deploy" for line in snapshot(fs)["audit"][len(before["audit"]):]) == 1
+
+
+def test_a_failing_switch_restores_the_previous_release(fs, capsys, base, monkeypatch):
+    """The switch of `current` fails after every service runs the new release: they go back to the
+    previous one, which stays current; no "ok" line for the new release."""
+    before = snapshot(fs)
+    with failing(monkeypatch, (SWITCH, INJECTED)) as state:
+        code, out, err = run(capsys, fs, "deploy", *change("switch-fails"))
+    assert state["fired"] == 1
+    assert code == 1, err
+    assert "switch failed: exit 1: injected failure" in err and f"restored previous release {base['A']}" in err, err
+    assert_consistent(fs, before, current=base["A"])
+    added = [json.loads(line) for line in snapshot(fs)["audit"][len(before["audit"]):]]
+    assert [(e["action"], e["result"]) for e in added] == [("deploy", "failed")], added
+
+
+def test_a_failing_switch_whose_restore_fails_says_what_runs_and_rollback_puts_it_right(fs, capsys, base,
+                                                                                        monkeypatch):
+    """The switch fails, then so does the restore's `compose up`: exit 3 with the host's state (what
+    `current` names, the release each container was created from); a plain `rollback` then has a
+    target (the release the failed restore left out) and brings it back."""
+    before = snapshot(fs)
+    with failing(monkeypatch, (SWITCH, INJECTED), (COMPOSE_UP, INJECTED)) as state:
+        code, out, err = run(capsys, fs, "deploy", *change("switch-and-restore-fail"))
+    assert state["fired"] == 2
+    assert code == 3, err
+    assert "THE HOST NEEDS ATTENTION" in err and f"restoring {base['A']} failed" in err, err
+    assert f"`current` names {base['A']}; containers: " in err and "created from r" in err, err
+    assert not (fs.root / "lock").exists()
+    entry = last_audit(fs)
+    assert entry["restore_result"] == "failed" and entry["restore"] == base["A"]
+    code, out, err = run(capsys, fs, "rollback")
+    assert code == 0, err
+    assert f"release {base['A']} is live" in out, out
+    assert_consistent(fs, before, current=base["A"])
 
 
 @pytest.mark.parametrize("marker, delay_s, stage", [
