@@ -18,6 +18,7 @@ from sparkkit.inventory.secrets import Secrets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = Secrets({"searxng_secret": "flow-secret"})
+RELEASE_KEY = bytes(range(32))  # the host's release key in these tests (<root>/release.key)
 
 
 def inspect_json(services, health="healthy", hashes=None):
@@ -35,14 +36,15 @@ def preflight_text(current, releases, containers, missing=()):
     parts = {"docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
              "disk": "/dev/vda 100 10 99999999 1% /", "ports": "",
              "images": "\n".join(f"missing {m}" for m in missing), "current": f"releases/{current}" if current else "",
-             "releases": "\n".join(releases), "audit": "", "containers": containers, "end": ""}
+             "releases": "\n".join(releases), "audit": "", "release-key": RELEASE_KEY.hex(), "secret-values": "",
+             "containers": containers, "end": ""}
     return "\n".join(f"{SECTION.format(k)}\n{v}" for k, v in parts.items())
 
 
 @pytest.fixture
 def setup():
     cfg = build_config(load_host_layers(REPO, "rehearsal"))
-    release = render_release(cfg, SECRETS, REPO)
+    release = render_release(cfg, SECRETS, REPO, key=RELEASE_KEY)
     names = [s.name for s in specs_of(release, cfg)]
     return cfg, release, names
 

@@ -73,9 +73,14 @@ class HostOps(HostSession):
         cfg = self.cfg
         specs = specs_of(release, cfg)
         images = sorted({s.image for s in specs})
-        archive = release_archive(release, cfg)
         with self.stage("preflight"):
             facts = self.facts(images)
+        try:
+            release = self.keyed(release)  # its final id, over the secrets keyed by the host's key
+        except Refused as exc:
+            return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id,
+                                previous=facts.current_release, message=str(exc))
+        archive = release_archive(release, cfg)
         self.ids_before = {c.service: c.id for c in facts.containers}
         problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
                                       release_bytes=len(archive))

@@ -48,6 +48,8 @@ class HostFacts:
     activations: tuple[str, ...]  # releases that went live (deploy or rollback ok), oldest first
     containers: tuple[Container, ...]
     image_ids: dict[str, str] = field(default_factory=dict)  # present image -> its id (sha256:...)
+    release_key: bytes | None = field(default=None, repr=False)  # keys the release id; None: none readable
+    secret_values: tuple[str, ...] = field(default=(), repr=False)  # in kept env files; only for masking
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -161,7 +163,24 @@ def parse_preflight(text: str) -> HostFacts:
         activations=parse_activations(s.get("audit", "")),
         containers=parse_containers(s.get("containers", "")),
         image_ids={name: rest[0] for state, name, *rest in images if state == "present" and rest[0]},
+        release_key=parse_release_key(s.get("release-key", "")),
+        secret_values=parse_env_values(s.get("secret-values", "")),
     )
+
+
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_ENV_LINE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*='([^']+)'$")
+
+
+def parse_release_key(text: str) -> bytes | None:
+    """The release key file's text (64 hex digits) -> its 32 bytes; None when missing or malformed."""
+    text = text.strip()
+    return bytes.fromhex(text) if _KEY_RE.match(text) else None
+
+
+def parse_env_values(text: str) -> tuple[str, ...]:
+    """The values of ``NAME='value'`` lines (the env files the kit writes), for masking."""
+    return tuple(sorted({m.group(1) for line in text.splitlines() if (m := _ENV_LINE_RE.match(line))}))
 
 
 def parse_activations(audit_lines: str) -> tuple[str, ...]:

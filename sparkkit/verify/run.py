@@ -106,7 +106,9 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     except (ConnectionLost, HostUnreachable):  # not "refused": the host's state is unknown, the caller says so
         raise
     except OperationError as exc:  # a remote command failed and left no outcome (the upload, say)
+        release = ops.final(release)
         return ended(Verdict.DEPLOY_REFUSED, str(exc))
+    release = ops.final(release)  # the id the deploy used: keyed by the host's key in its preflight
     verdict = after_deploy(deployed.outcome)
     if verdict is not None:
         return ended(verdict, deployed.message, deployed)
