@@ -219,7 +219,7 @@ def test_report_json_keeps_its_keys_in_order():
     assert list(run.to_json()) == [
         "host", "action", "release", "previous", "started", "finished", "deploy_message", "deploy_error",
         "startup_s", "settings", "probes", "memory", "crashes", "gates", "baseline", "metrics", "passed",
-        "decision", "stages", "interrupted", "attention"]
+        "decision", "stages", "exposure", "interrupted", "attention"]
 
 
 # -- fleet -----------------------------------------------------------------------------------------

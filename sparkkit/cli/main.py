@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from sparkkit import __version__
 from sparkkit.inventory.build import build_config
+from sparkkit.inventory.exposure import exposure_warnings
 from sparkkit.inventory.model import HostConfig, accepting_new_host_key
 from sparkkit.deploy.outcome import EXIT_ATTENTION, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DeployResult
 from sparkkit.errors import InputError, OperationError
@@ -223,7 +224,7 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
             current = ops.facts().current_release
             release = ops.final(release)
             for warning in exposure_warnings(cfg):
-                _say(f"warning: {warning}")
+                _say(f"warning: {warning.text}")
             text = diff_against_host(ex, cfg, release, ops.secrets, current)
             print(text if text else f"{cfg.name}: no changes (release {release.id} is current)")
             return EXIT_OK

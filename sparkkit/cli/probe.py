@@ -13,7 +13,7 @@ from sparkkit.probe import client as http
 from sparkkit.probe.report import render_probe
 from sparkkit.probe.runner import Target, probe_service
 from sparkkit.probe.suites import load_suites
-from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
+from sparkkit.probe.targets import bind_of, make_target, needs_tunnel, targets_for
 
 URL_SUITES = ("standard", "multiturn", "tools", "mcp", "extraction")
 
@@ -54,10 +54,10 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
     probes = []
     ex = executor_for(cfg)
     try:
-        tunnel = needs_tunnel(cfg)
         for svc, names in chosen:
+            tunnel = needs_tunnel(cfg, svc)
             if tunnel:
-                base = f"http://127.0.0.1:{ex.forward(svc.port, cfg.bind_address)}"
+                base = f"http://127.0.0.1:{ex.forward(svc.port, bind_of(cfg, svc))}"
             else:
                 base = f"http://{cfg.ssh.address}:{svc.port}"
             say(f"{cfg.name}: probing {svc.name} at {base}{' (SSH tunnel)' if tunnel else ''}: {', '.join(names)}")
