@@ -75,11 +75,7 @@ class HostOps(HostSession):
         images = sorted({s.image for s in specs})
         with self.stage("preflight"):
             facts = self.facts(images)
-        try:
-            release = self.keyed(release)  # its final id, over the secrets keyed by the host's key
-        except Refused as exc:
-            return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id,
-                                previous=facts.current_release, message=str(exc))
+        release = self.final(release)  # its final id: the secrets keyed by the host's key, where it has one
         archive = release_archive(release, cfg)
         self.ids_before = {c.service: c.id for c in facts.containers}
         problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
@@ -91,6 +87,11 @@ class HostOps(HostSession):
             return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id, previous=previous,
                                 message=f"{cfg.name}: preflight failed, nothing was changed:\n  - "
                                         + "\n  - ".join(problems))
+        try:
+            self.keyed(release)  # a release with secrets and no key on the host is refused
+        except Refused as exc:
+            return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id, previous=previous,
+                                message=f"{exc}; nothing was changed")
         if is_noop(facts, release.id, specs):
             with self.stage("audit"):
                 self.audit("deploy", release.id, "noop")
