@@ -52,6 +52,7 @@ class ModelHost:
     lock: str | None = None  # the holder's info JSON
     audit: list[str] = field(default_factory=list)
     results: dict[str, str] = field(default_factory=dict)
+    release_key: str = "5e" * 32  # <root>/release.key, as the preflight prints it
     live: dict[str, str] = field(default_factory=dict)  # release -> its live.txt (``commands.record_live``)
     mem_available_kib: int = 200 * 1024 * 1024
     serial: int = 0
@@ -146,6 +147,7 @@ class ModelHost:
             "releases": "\n".join(reversed(self.releases)), "audit": "\n".join(self.audit[-200:]),
             "docker": "27.5.1", "compose": "2.40.3", "runtimes": '{"runc":{}}',
             "images": "\n".join(f"present {i} sha256:i" for i in images),
+            "release-key": self.release_key, "secret-values": "",
             "containers": self._inspect(),
             "current_live": self.live.get(self.current, "").rstrip("\n"),
             "current_images": "\n".join(f"present {i} sha256:i" for i in sorted(

@@ -19,6 +19,7 @@ from sparkkit.inventory.secrets import Secrets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = Secrets({"searxng_secret": "flow-secret"})
+RELEASE_KEY = bytes(range(32))  # the host's release key in these tests (<root>/release.key)
 
 
 def inspect_json(services, health="healthy", hashes=None, image_ids=None):
@@ -43,7 +44,8 @@ def preflight_text(current, releases, containers, missing=(), current_hashes=Non
     parts = {"lock": lock, "docker": "20.10.24", "compose": "2.40.3", "runtimes": '{"runc":{}}',
              "disk": "/dev/vda 100 10 99999999 1% /", "ports": "",
              "images": "\n".join(f"missing {m}" for m in missing), "current": f"releases/{current}" if current else "",
-             "releases": "\n".join(releases), "audit": "", "containers": containers,
+             "releases": "\n".join(releases), "audit": "", "release-key": RELEASE_KEY.hex(), "secret-values": "",
+             "containers": containers,
              "current_live": "\n".join(f"{k} {v} img" for k, v in (current_hashes or {}).items()),
              "current_images": "\n".join(f"present {k} {v}" for k, v in (current_images or {}).items()),
              "end": ""}
@@ -53,7 +55,7 @@ def preflight_text(current, releases, containers, missing=(), current_hashes=Non
 @pytest.fixture
 def setup():
     cfg = build_config(load_host_layers(REPO, "rehearsal"))
-    release = render_release(cfg, SECRETS, REPO)
+    release = render_release(cfg, SECRETS, REPO, key=RELEASE_KEY)
     names = [s.name for s in specs_of(release, cfg)]
     return cfg, release, names
 

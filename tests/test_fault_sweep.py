@@ -47,7 +47,7 @@ FAULTS = {
 def kit():
     services = [s.name for s in build_config(load_host_layers(REPO, "rehearsal")).services]
     cfg = build_config(load_host_layers(REPO, "rehearsal", [f"services.{n}.probe_suites=[]" for n in services]))
-    release = render_release(cfg, SECRETS, REPO)
+    release = render_release(cfg, SECRETS, REPO, key=bytes.fromhex(ModelHost.release_key))  # keyed as the host keys it
     return cfg, release
 
 

@@ -19,7 +19,7 @@ from sparkkit.verify.decide import (after_deploy, after_gates, after_verify_only
                                     to_undo)
 from sparkkit.verify.run import Verification
 
-from .test_deploy_flow import SECRETS, inspect_json, preflight_text
+from .test_deploy_flow import RELEASE_KEY, SECRETS, inspect_json, preflight_text
 
 RESTORE, STOP, LEAVE = Recovery.RESTORE_PREVIOUS, Recovery.STOP_NEW, Recovery.LEAVE_IN_PLACE
 
@@ -220,7 +220,7 @@ def test_report_json_keeps_its_keys_in_order():
     assert list(run.to_json()) == [
         "host", "action", "release", "previous", "started", "finished", "deploy_message", "deploy_error",
         "startup_s", "settings", "probes", "memory", "crashes", "gates", "baseline", "metrics", "passed",
-        "decision", "stages", "interrupted", "attention"]
+        "decision", "stages", "exposure", "interrupted", "attention"]
 
 
 # -- fleet -----------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def host():
     from .projects import REPO
 
     cfg = build_config(load_host_layers(REPO, "rehearsal"))
-    release = render_release(cfg, SECRETS, REPO)
+    release = render_release(cfg, SECRETS, REPO, key=RELEASE_KEY)
     return cfg, release, [s.name for s in specs_of(release, cfg)]
 
 

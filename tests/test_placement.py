@@ -129,7 +129,7 @@ def test_the_head_script_keeps_its_arguments_as_arguments(tmp_path):
                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "VLLM_HOST_IP": "10.0.0.1"},
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["ray:start", "ray:--head", "ray:--port=6379", "ray:--node-ip-address=10.0.0.1",
-                   "ray:--disable-usage-stats", f"arg:{hostile}"]
+                   "ray:--dashboard-host=127.0.0.1", "ray:--disable-usage-stats", f"arg:{hostile}"]
 
 
 @pytest.mark.parametrize("pair,message", [

@@ -18,11 +18,12 @@ from sparkkit.inventory.secrets import Secrets
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 SECRETS = Secrets({"searxng_secret": "golden-secret-value"})
+KEY = b"k" * 32  # a host's release key
 
 
-def render(host="spark", project=REPO, overrides=(), secrets=SECRETS):
+def render(host="spark", project=REPO, overrides=(), secrets=SECRETS, key=KEY):
     cfg = build_config(load_host_layers(project, host, list(overrides)))
-    return cfg, render_release(cfg, secrets, project)
+    return cfg, render_release(cfg, secrets, project, key=key)
 
 
 def copy_project(tmp_path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import shlex
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,22 @@ def test_a_secret_with_quotes_backslashes_or_non_ascii_is_masked_in_json():
             masked = secrets.mask(text)
             assert MASK in masked, text
             assert not any(form in masked for form in written_forms(value)), (value, masked)
+
+
+def test_a_url_encoded_secret_is_masked_in_a_url_and_a_query_string():
+    secrets = Secrets({f"s{i}": value for i, value in enumerate(AWKWARD + ["a b/c?d=e&f"])})
+    for value in [*AWKWARD, "a b/c?d=e&f"]:
+        for text in (f"GET http://127.0.0.1:8080/search?q={quote_plus(value)}&format=json failed",
+                     f"http://h/{quote(value)}/x", f"token={quote(value, safe='')}"):
+            masked = secrets.mask(text)
+            assert MASK in masked and value not in unquote_plus(masked), (value, masked)
+
+
+def test_values_read_from_the_host_are_masked_too():
+    secrets = Secrets({"k": "local-value"}).also_masking(["host-only-value", "local-value", ""])
+    assert secrets.mask("local-value host-only-value") == f"{MASK} {MASK}"
+    assert secrets.mask_only == ("host-only-value",)
+    assert secrets.also_masking(["host-only-value"]) is secrets
 
 
 def test_the_json_stays_json_and_says_mask_where_the_secret_was():
@@ -50,6 +67,10 @@ def _decoded(text: str, how: str) -> str | None:
             return ast.literal_eval(text)
         if how == "shell":
             return " ".join(shlex.split(text))
+        if how == "url":
+            return unquote(text)
+        if how == "url+":
+            return unquote_plus(text)
     except (ValueError, SyntaxError, KeyError, TypeError):
         return None
     return text
@@ -63,7 +84,9 @@ def test_no_written_form_of_a_secret_survives_masking(secret, before, after):
     whole = before + secret + after
     for how, text in (("plain", whole), ("json", json.dumps({"x": whole})),
                       ("json", json.dumps({"x": whole}, ensure_ascii=False)), ("repr", repr(whole)),
-                      ("shell", shlex.join([before, secret, after]))):
+                      ("shell", shlex.join([before, secret, after])), ("url", quote(whole)),
+                      ("url", quote(whole, safe="")), ("url+", quote_plus(whole)),
+                      ("url", f"http://h/search?q={quote(whole, safe='')}&x=1")):
         masked = secrets.mask(text)
         assert not any(form in masked for form in written_forms(secret)), (secret, text, masked)
         decoded = _decoded(masked, how)

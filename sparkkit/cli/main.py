@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from sparkkit import __version__
 from sparkkit.inventory.build import build_config
+from sparkkit.inventory.exposure import exposure_warnings
 from sparkkit.inventory.model import HostConfig, accepting_new_host_key
 from sparkkit.deploy.outcome import EXIT_ATTENTION, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DeployResult
 from sparkkit.errors import InputError, OperationError
@@ -172,6 +173,9 @@ def write_file(path: Path, content: bytes, mode: int) -> None:
 
 def cmd_render(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
     files = (*release.files, release.manifest(cfg=cfg))
+    if not release.keyed:
+        _say(f"note: release id {release.id} leaves the secret values out; on the host the id also covers "
+             f"them, keyed by the host's {cfg.root}/release.key, so it differs there")
     if args.out is None:
         print(f"release {release.id} for {cfg.name}:")
         for f in files:
@@ -206,20 +210,27 @@ def _uptime(seconds: int | None) -> str:
 
 
 def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int:
+    """One command on one host. Everything it prints is masked with ``ops.secrets``: this run's
+    secrets plus the values the host's kept env files hold (read by the preflight), so a command
+    that did not load the secrets still hides them."""
     from sparkkit.deploy.apply import HostOps
     from sparkkit.deploy.diff import diff_against_host
     from sparkkit.host.connect import executor_for
 
     ex = executor_for(cfg)
+    ops = HostOps(ex, cfg, out=_say, secrets=secrets)
+    error: OperationError | None = None
     try:
-        ops = HostOps(ex, cfg, out=_say, secrets=secrets)
         if args.command == "status":
             status = ops.status()
-            print(json.dumps(status, indent=2) if args.json else _status_table(status))
+            print(ops.secrets.mask(json.dumps(status, indent=2) if args.json else _status_table(status)))
             return EXIT_OK
         if args.command == "diff":
             facts = ops.facts()
-            text = diff_against_host(ex, cfg, release, secrets, facts.current_release, facts=facts)
+            release = ops.final(release)
+            for warning in exposure_warnings(cfg):
+                _say(f"warning: {warning.text}")
+            text = diff_against_host(ex, cfg, release, ops.secrets, facts.current_release, facts=facts)
             print(text if text else f"{cfg.name}: no changes (release {release.id} is current)")
             return EXIT_OK
         if args.command in ("deploy-and-verify", "verify"):
@@ -231,13 +242,18 @@ def run_remote(args, cfg: HostConfig, secrets: Secrets, release: Release) -> int
         else:
             result = ops.down(break_lock=args.break_lock)
         if result.exit_code == EXIT_OK:
-            print(result.message)
+            print(ops.secrets.mask(result.message))
             return EXIT_OK
+    except OperationError as exc:  # an error that left no outcome (unreachable, a remote command failed)
+        error = exc
     finally:
         for notice in ex.notices:
-            _say(notice)
+            _say(ops.secrets.mask(notice))
         ex.close()
-    return _failed(result, secrets)
+    if error is not None:  # after the connection's notices, as main() would say it
+        print(f"{FAILURE_HEADING[EXIT_FAILED]}: {ops.secrets.mask(str(error))}", file=sys.stderr)
+        return EXIT_FAILED
+    return _failed(result, ops.secrets)
 
 
 def _failed(result: DeployResult, secrets: Secrets) -> int:

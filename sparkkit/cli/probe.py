@@ -16,7 +16,7 @@ from sparkkit.probe.limits import Breach, Result
 from sparkkit.probe.report import render_probe
 from sparkkit.probe.runner import Target, probe_service
 from sparkkit.probe.suites import load_suites
-from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
+from sparkkit.probe.targets import bind_of, make_target, needs_tunnel, targets_for
 
 URL_SUITES = ("standard", "multiturn", "tools", "mcp", "extraction")
 
@@ -75,10 +75,10 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
     probes = []
     ex = executor_for(cfg)
     try:
-        tunnel = needs_tunnel(cfg)
         for svc, names in chosen:
+            tunnel = needs_tunnel(cfg, svc)
             if tunnel:
-                base = f"http://127.0.0.1:{ex.forward(svc.port, cfg.bind_address)}"
+                base = f"http://127.0.0.1:{ex.forward(svc.port, bind_of(cfg, svc))}"
             else:
                 base = f"http://{cfg.ssh.address}:{svc.port}"
             say(f"{cfg.name}: probing {svc.name} at {base}{' (SSH tunnel)' if tunnel else ''}: {', '.join(names)}")
@@ -88,6 +88,17 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
             say(notice)
         ex.close()
     return cfg.name, probes
+
+
+def _mask_of(args):
+    """``probe HOST`` masks the host's secrets where they are set for the run (it reads no preflight,
+    so not the host's env files); ``--url`` knows no secrets."""
+    if not args.host:
+        return lambda text: text
+    from sparkkit.inventory.secrets import load_secrets
+
+    cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars))
+    return load_secrets(cfg, missing=[]).mask
 
 
 def run_probe(args, *, say) -> int:
@@ -100,12 +111,14 @@ def run_probe(args, *, say) -> int:
     if args.suite and args.suite not in suites:
         raise InputError(f"unknown suite {args.suite!r} (suites: {', '.join(sorted(suites))})", key="--suite")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    mask = _mask_of(args)
+    say = (lambda text, _say=say: _say(mask(text)))
     where, probes = run_url(args, suites, say) if args.url else run_host(args, suites, say)
-    print(render_probe(probes))
+    print(mask(render_probe(probes)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"target": where, "started": started, "probes": probes}, indent=1,
-                                        ensure_ascii=False))
+        args.json.write_text(mask(json.dumps({"target": where, "started": started, "probes": probes}, indent=1,
+                                             ensure_ascii=False)))
         say(f"records written to {args.json}")
     bad = failed_requests(probes)
     if bad:

@@ -71,7 +71,7 @@ class HostOps(HostSession):
         under its lock."""
         then = self.preflight_argv(facts_for) if facts_for is not None else None
         with self.lock.held(action, release, break_lock=break_lock, then=then) as text:
-            yield parse_preflight(text) if then is not None else None
+            yield self.learn(text) if then is not None else None
 
     def _locked(self, action: str, release_id: str | None, body: Callable[[HostFacts], DeployResult], *,
                 break_lock: bool, images: list[str] = ()) -> DeployResult:
@@ -90,6 +90,7 @@ class HostOps(HostSession):
     def _deploy(self, release: Release, facts: HostFacts) -> DeployResult:
         cfg = self.cfg
         specs = specs_of(release, cfg)
+        release = self.final(release)  # its final id: the secrets keyed by the host's key, where it has one
         archive = release_archive(release, cfg)
         self.ids_before = {c.service: c.id for c in facts.containers}
         problems = preflight_problems(facts=facts, specs=specs, gpu=cfg.gpu, project=cfg.project,
@@ -102,6 +103,12 @@ class HostOps(HostSession):
             return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id, previous=previous,
                                 message=f"{cfg.name}: preflight failed, nothing was changed:\n  - "
                                         + "\n  - ".join(problems))
+        try:
+            self.keyed(release)  # a release with secrets and no key on the host is refused
+        except Refused as exc:
+            self.lock.close_with(self.audit_argv("deploy", release.id, "refused", reason="release key"))
+            return DeployResult(outcome=Outcome.REFUSED, action="deploy", release=release.id, previous=previous,
+                                message=f"{exc}; nothing was changed")
         if is_noop(facts, release.id, specs):
             self.lock.close_with(self.audit_argv("deploy", release.id, "noop"))
             return DeployResult(

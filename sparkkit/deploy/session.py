@@ -1,5 +1,9 @@
 """What every step on one host shares: the executor (one SSH connection), the config, the printer,
-the secrets to mask, stage timing, and the reads and the audit line every command needs."""
+the secrets to mask, stage timing, and the reads and the audit line every command needs.
+
+Every line printed and every audit line is masked with the secrets this run loaded plus the values
+the host's kept env files hold (read by each preflight), so a command that did not need the secrets
+(rollback, down, verify, status) masks them all the same."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from sparkkit.host.facts import HostFacts, parse_containers, parse_preflight
 from sparkkit.host.executor import Executor, Result
 from sparkkit.inventory.model import HostConfig
 from sparkkit.inventory.secrets import Secrets
-from sparkkit.release.render import COMPOSE_FILE
+from sparkkit.release.render import COMPOSE_FILE, Release
 
 Printer = Callable[[str], None]
 
@@ -56,8 +60,9 @@ class HostSession:
                  sleep: Callable[[float], None] = time.sleep):
         self.ex = ex
         self.cfg = cfg
-        self.out = out
+        self.out = lambda text: out(self.secrets.mask(text))
         self.secrets = secrets or Secrets({})
+        self.release_key: bytes | None = None  # the host's, from the last preflight
         self.sleep = sleep
         self.stages: dict[str, dict] = {}  # stage -> {"seconds", "round_trips"}, summed over this run
         self.startup_s: dict[str, float] = {}  # service -> seconds from `up` to ready, this run
@@ -81,7 +86,30 @@ class HostSession:
         return cmd.preflight(self.cfg.root, self.cfg.project, list(images), runtimes=self.cfg.gpu)
 
     def facts(self, images: list[str] = ()) -> HostFacts:
-        return parse_preflight(self.ex.run(self.preflight_argv(images), timeout_s=60).stdout)
+        return self.learn(self.ex.run(self.preflight_argv(images), timeout_s=60).stdout)
+
+    def learn(self, preflight_text: str) -> HostFacts:
+        """Parse a preflight's output; remember the host's release key and the secret values its
+        kept env files hold (so every later line is masked with them)."""
+        facts = parse_preflight(preflight_text)
+        self.secrets = self.secrets.also_masking(facts.secret_values)
+        self.release_key = facts.release_key or self.release_key
+        return facts
+
+    def final(self, release: Release) -> Release:
+        """``release`` with its final id where the host's key is known; as it is otherwise."""
+        return release if release.keyed or self.release_key is None else release.with_key(self.release_key)
+
+    def keyed(self, release: Release) -> Release:
+        """``release`` with its final id, keyed by the host's release key (read by the last preflight).
+        Raises Refused where it has secret files and the host has no readable key."""
+        if release.keyed:
+            return release
+        if self.release_key is None:
+            raise Refused(f"{self.cfg.name}: cannot read or create the release key {self.cfg.root}/release.key "
+                          f"(it keys the release id over the secret values); check that the remote user can "
+                          f"write {self.cfg.root}")
+        return release.with_key(self.release_key)
 
     def containers(self):
         return parse_containers(self.ex.run(cmd.containers(self.cfg.project), timeout_s=60).stdout)

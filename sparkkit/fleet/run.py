@@ -122,20 +122,21 @@ def verify_host(target: HostTarget, *, suites, reports_dir: Path, break_lock: bo
         error = str(exc)
         if verdict is Verdict.LOST and isinstance(exc, HostUnreachable):
             error = f"{cfg.name}: the SSH connection was lost mid-run, and reconnecting failed: {exc}"
-        run = Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, deploy_error=error,
-                           verdict=verdict, decision=decision_line(verdict, host=cfg.name, release=release.id))
+        rid = ops.final(release).id
+        run = Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=rid, deploy_error=error,
+                           verdict=verdict, decision=decision_line(verdict, host=cfg.name, release=rid))
     except OperationError as exc:  # a failure the single-host command would also stop on
-        run = Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, deploy_error=str(exc),
-                           verdict=Verdict.ERROR,
-                           decision=decision_line(Verdict.ERROR, host=cfg.name, release=release.id))
+        rid = ops.final(release).id
+        run = Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=rid, deploy_error=str(exc),
+                           verdict=Verdict.ERROR, decision=decision_line(Verdict.ERROR, host=cfg.name, release=rid))
     finally:
         for notice in ex.notices:
-            out(notice)
+            out(ops.secrets.mask(notice))
         ex.close()
     # the connection dropped and the host could not be put right over a new one: lost
     status = fp.host_status(run.verdict, dropped=bool(ex.dropped))
     run = replace(run, finished=run.finished or now_iso(), stages=run.stages or ops.stages)
-    mask = target.secrets.mask
+    mask = ops.secrets.mask  # this run's secrets and the values the host's env files hold
     folder = write_report(run, reports_dir, mask)
     out(mask(f"{status}: {run.decision} (report: {folder / 'report.md'})"))
     result = HostResult(

@@ -74,6 +74,17 @@ readlink "$root/current" 2>/dev/null || true
 ls -1t "$root/releases" 2>/dev/null | while read -r r; do [ -f "$root/releases/$r/release.json" ] && echo "$r"; done
 {section("audit")}
 tail -n 200 "$root/audit.log" 2>/dev/null || true
+{section("release-key")}
+key="$root/release.key"
+if [ ! -s "$key" ] && mkdir -p "$root" 2>/dev/null; then
+  new_key="$root/.release.key.$$"
+  ( umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > "$new_key" ) && ln "$new_key" "$key" 2>/dev/null
+  rm -f "$new_key"
+fi
+cat "$key" 2>/dev/null || true
+echo
+{section("secret-values")}
+cat "$root"/releases/*/env/*.env 2>/dev/null | sort -u
 wait
 {section("docker")}
 cat "$t/docker"
@@ -96,7 +107,10 @@ cat "$t"/current_image.* 2>/dev/null
 def preflight(root: str, project: str, images: list[str], *, runtimes: bool = True) -> list[str]:
     """Everything a deploy decides on, in one round trip. ``runtimes``: ask Docker for its
     runtimes (slow; only a GPU host needs them). Beside it, what the current release says each
-    service runs (for drift): its record (``record_live``) and the ids its image tags name now."""
+    service runs (for drift): its record (``record_live``) and the ids its image tags name now.
+    Also the host's release key (``<root>/release.key``, 32 random bytes, created 0600 on first
+    use, linked into place so two runs agree on one) that keys the release id, and the values in
+    the kept releases' env files, which the kit only masks."""
     return _sh(PREFLIGHT_SCRIPT, root, project, "1" if runtimes else "0", *images)
 
 

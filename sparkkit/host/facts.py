@@ -52,6 +52,8 @@ class HostFacts:
     # service -> the config hash its container had when the current release went live (live.txt)
     current_hashes: dict[str, str] = field(default_factory=dict)
     unrestored: str | None = None  # the last deploy/rollback failed and could not put this release back
+    release_key: bytes | None = field(default=None, repr=False)  # keys the release id; None: none readable
+    secret_values: tuple[str, ...] = field(default=(), repr=False)  # in kept env files; only for masking
 
 
 def split_sections(text: str) -> dict[str, str]:
@@ -176,6 +178,8 @@ def parse_preflight(text: str) -> HostFacts:
         image_ids={name: rest[0] for state, name, *rest in current_images + images
                    if state == "present" and rest[0]},
         current_hashes=parse_live(s.get("current_live", "")),
+        release_key=parse_release_key(s.get("release-key", "")),
+        secret_values=parse_env_values(s.get("secret-values", "")),
     )
 
 
@@ -187,6 +191,21 @@ def parse_live(text: str) -> dict[str, str]:
 def _hashes(text: str) -> dict[str, str]:
     """``docker compose config --hash '*'``: one ``service hash`` a line."""
     return dict(line.split(None, 1) for line in text.splitlines() if len(line.split()) == 2)
+
+
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_ENV_LINE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*='([^']+)'$")
+
+
+def parse_release_key(text: str) -> bytes | None:
+    """The release key file's text (64 hex digits) -> its 32 bytes; None when missing or malformed."""
+    text = text.strip()
+    return bytes.fromhex(text) if _KEY_RE.match(text) else None
+
+
+def parse_env_values(text: str) -> tuple[str, ...]:
+    """The values of ``NAME='value'`` lines (the env files the kit writes), for masking."""
+    return tuple(sorted({m.group(1) for line in text.splitlines() if (m := _ENV_LINE_RE.match(line))}))
 
 
 def parse_activations(audit_lines: str) -> tuple[str, ...]:

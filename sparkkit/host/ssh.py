@@ -88,7 +88,36 @@ class SshExecutor:
         conn = fabric.Connection(host=self.settings.address, user=self.settings.user,
                                  port=self.settings.port, connect_timeout=15, connect_kwargs=kwargs)
         known_hosts = self._known_hosts_path(conn)
-        client = conn.client
+        # every hop of a ProxyJump chain is an SSH connection of its own (Fabric builds one Connection
+        # per hop, each trusting any key): each gets the same known_hosts and the same policy
+        for client in _clients_of(conn, fabric.Connection):
+            self._check_host_keys(client, known_hosts, paramiko)
+        try:
+            conn.open()
+        except HostKeyError:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            hop = "" if exc.hostname in (conn.host, f"[{conn.host}]:{conn.port}") \
+                else f" (a ProxyJump hop to {self.settings.address})"
+            raise HostKeyError(
+                f"{self.host_name}: the host key of {exc.hostname}{hop} has CHANGED (now "
+                f"{fingerprint(exc.key)}); refusing to connect. If the host was reinstalled, remove "
+                f"its old line from {known_hosts}") from None
+        except paramiko.AuthenticationException as exc:
+            raise OperationError(f"{self.host_name}: SSH authentication failed for "
+                                 f"{conn.user}@{self.settings.address}:{conn.port}: {exc}") from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"{self.host_name}: cannot connect to {self.settings.address}:"
+                                  f"{conn.port}: {exc}") from None
+        _detect_dead_link(conn.client.get_transport().sock)
+        self._conn = conn
+        self.connects += 1
+        return conn
+
+    def _check_host_keys(self, client, known_hosts: Path, paramiko) -> None:
+        """Check the server's key against ``known_hosts``: a changed key is always refused (Paramiko
+        raises BadHostKeyException for a known host whose key differs); an unknown one is refused,
+        or recorded with --accept-new-host-key."""
         if known_hosts.exists():
             client.load_host_keys(str(known_hosts))
         executor = self
@@ -110,25 +139,6 @@ class SshExecutor:
                     f"--accept-new-host-key (or set ssh_accept_new_host_key: true) to record it")
 
         client.set_missing_host_key_policy(RecordNewKey() if self.settings.accept_new_host_key else RefuseNewKey())
-        try:
-            conn.open()
-        except HostKeyError:
-            raise
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(
-                f"{self.host_name}: the host key of {self.settings.address} has CHANGED (now "
-                f"{fingerprint(exc.key)}); refusing to connect. If the host was reinstalled, remove "
-                f"its old line from {known_hosts}") from None
-        except paramiko.AuthenticationException as exc:
-            raise OperationError(f"{self.host_name}: SSH authentication failed for "
-                                 f"{conn.user}@{self.settings.address}:{conn.port}: {exc}") from None
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostUnreachable(f"{self.host_name}: cannot connect to {self.settings.address}:"
-                                  f"{conn.port}: {exc}") from None
-        _detect_dead_link(conn.client.get_transport().sock)
-        self._conn = conn
-        self.connects += 1
-        return conn
 
     def _lost(self, message: str) -> ConnectionLost:
         self.dropped += 1
@@ -276,6 +286,16 @@ class SshExecutor:
     @property
     def connections(self) -> int:
         return 0 if self._conn is None else 1
+
+
+def _clients_of(conn, connection_type) -> list:
+    """The Paramiko clients of a connection and of every ProxyJump hop before it (a ProxyCommand
+    gateway is a string: OpenSSH checks that hop's key itself)."""
+    clients = []
+    while isinstance(conn, connection_type):
+        clients.append(conn.client)
+        conn = conn.gateway
+    return clients
 
 
 def _detect_dead_link(sock) -> None:

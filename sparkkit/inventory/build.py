@@ -9,6 +9,7 @@ Every error names the file that set the key and the key path, e.g.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,11 +27,12 @@ _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FLAG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _SECRET_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _PATH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+_IP_RE = re.compile(r"^[0-9a-fA-F.:]+$")
 
 COMMON_SERVICE_KEYS = {
     "role", "enabled", "image", "port", "container_port", "command", "entrypoint", "flags", "env",
     "secret_env", "volumes", "healthcheck", "start_timeout_s", "memory_gib", "crash_signatures",
-    "depends_on", "gpu", "ipc", "shm_size", "ulimits", "gates", "placement",
+    "depends_on", "gpu", "ipc", "shm_size", "ulimits", "gates", "placement", "bind_address",
 }
 HOST_KEYS = {
     "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "ansible_connection",
@@ -179,6 +181,9 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
     shm_size = r.get("shm_size", str, None, nullable=True)
     ulimits = {k: v for k, v in r.get("ulimits", dict, {}).items() if v is not None}  # null drops a limit
     gates = _service_gates(r)
+    bind = r.get("bind_address", str, None, nullable=True)  # None: the host's bind_address
+    if bind is not None and not _IP_RE.match(bind):
+        raise r.fail("bind_address", f"expected an IP address, got {bind!r}")
     placement = read_placement(r)
     role_vars = _role_vars(r, role_layer.data, role_layer.source)
     r.reject_unknown(COMMON_SERVICE_KEYS | set(role_layer.data))
@@ -191,6 +196,7 @@ def _service(name: str, data: Any, path: tuple[str, ...], layers: HostLayers):
         volumes=volumes, healthcheck=healthcheck, start_timeout_s=start_timeout_s,
         memory_gib=memory_gib, crash_signatures=crash, depends_on=depends_on, gpu=gpu, ipc=ipc,
         shm_size=shm_size, ulimits=ulimits, gates=gates, role_vars=role_vars, placement=placement,
+        bind_address=bind,
     ), None, service_origin
 
 
@@ -250,7 +256,7 @@ def build_config(layers: HostLayers) -> HostConfig:
     if keep < 2:
         raise r.fail("keep_releases", f"must be at least 2 (current and previous), got {keep}")
     bind = r.get("bind_address", str, "127.0.0.1")
-    if not re.match(r"^[0-9a-fA-F.:]+$", bind):
+    if not _IP_RE.match(bind):
         raise r.fail("bind_address", f"expected an IP address, got {bind!r}")
     gpu = r.get("gpu", bool)
     host_mem = r.get("host_memory_gib", float)
@@ -270,7 +276,7 @@ def build_config(layers: HostLayers) -> HostConfig:
     for name in sorted(services_raw):
         svc, off, origins[str(name)] = _service(str(name), services_raw[name], ("services", str(name)), layers)
         if svc:
-            services[svc.name] = svc
+            services[svc.name] = replace(svc, bind_address=svc.bind_address or bind)  # its own, else the host's
         else:
             disabled.add(off)
     if not services:

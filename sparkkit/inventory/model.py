@@ -80,6 +80,15 @@ class Service:
     placement: Placement | None = None  # served across several hosts (set before placement is applied)
     extra_ports: tuple[tuple[str, int, int], ...] = ()  # (address, host port, container port) beyond ``port``
     network_mode: str | None = None  # "host": no published ports (set by a placement)
+    # where its API is reachable: the address its port is published on, or on the host's network the
+    # address it listens on; the service's own bind_address, else the host's (build_config sets it)
+    bind_address: str | None = None
+
+    def listen_address(self) -> str:
+        """The address the service's process listens on: all of its own container's interfaces where
+        it has a network of its own (the port is published on ``bind_address`` only), or
+        ``bind_address`` itself on the host's network, where all interfaces are the host's."""
+        return self.bind_address if self.network_mode == "host" else "0.0.0.0"
 
     def healthcheck_test(self) -> tuple[str, ...]:
         """The healthcheck command with ``{port}`` replaced by the container port."""

@@ -31,8 +31,10 @@ from sparkkit.inventory.model import HostConfig, Placement, Service, ServiceGate
 from sparkkit.inventory.read import Reader, optional_sub, port_number, string_list
 
 # The values travel as arguments ($0 = the Ray port, "$@" = vllm serve ...), never inside the script.
-HEAD_SCRIPT = ('ray start --head --port="$0" --node-ip-address="$VLLM_HOST_IP" --disable-usage-stats '
-               '&& exec "$@"')
+# Ray binds to the link address it is given (--node-ip-address; Ray >= 2.49 binds its GCS, raylet and
+# object manager there instead of 0.0.0.0), its dashboard to the loopback only.
+HEAD_SCRIPT = ('ray start --head --port="$0" --node-ip-address="$VLLM_HOST_IP" --dashboard-host=127.0.0.1 '
+               '--disable-usage-stats && exec "$@"')
 SIZE_FLAGS = {"tensor": "tensor-parallel-size", "pipeline": "pipeline-parallel-size"}
 _IP_RE = re.compile(r"^[0-9a-fA-F.:]+$")
 

@@ -1,7 +1,9 @@
 """Secret values: from the environment (SPARKKIT_SECRET_<NAME>) or a 0600 YAML secrets file.
 
 Values never leave this module except into 0600 files on the host; ``Secrets.mask`` hides them
-in anything printed.
+in anything printed, in every encoding the kit writes them in (``written_forms``). A command that
+does not need the values still masks them: it reads the host's release env files in its preflight
+(``also_masking``), so a log line is masked whether or not the secrets were set for this run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
 from functools import cached_property
 
 from sparkkit.inventory.model import HostConfig
@@ -23,12 +26,19 @@ MASK = "********"
 @dataclass(frozen=True)
 class Secrets:
     values: dict  # secret name -> value
+    mask_only: tuple[str, ...] = ()  # values to hide that this run does not render (read from the host)
 
     @cached_property
     def _forms(self) -> list[str]:
         """Every written form of every value, longest first (a form inside a longer one goes after it)."""
-        forms = {form for value in self.values.values() if value for form in written_forms(value)}
+        values = [*self.values.values(), *self.mask_only]
+        forms = {form for value in values if value for form in written_forms(value)}
         return sorted(forms, key=len, reverse=True)
+
+    def also_masking(self, values) -> "Secrets":
+        """The same secrets, also hiding ``values`` (e.g. those the host's release env files hold)."""
+        extra = tuple(sorted({v for v in values if v} - set(self.mask_only) - set(self.values.values())))
+        return self if not extra else Secrets(self.values, self.mask_only + extra)
 
     def mask(self, text: str) -> str:
         """``text`` with every secret value hidden, also where it was escaped on its way into the
@@ -40,11 +50,13 @@ class Secrets:
 
 def written_forms(value: str) -> set[str]:
     """The ways ``value`` shows up in text the kit writes: as it is, JSON-escaped (with and without
-    ``ensure_ascii``), repr-escaped (messages use ``!r``), and shell-quoted (command lines)."""
+    ``ensure_ascii``), repr-escaped (messages use ``!r``), shell-quoted (command lines), and
+    URL-encoded (a query string or a URL: ``quote`` with and without ``/`` kept, ``quote_plus``)."""
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
              repr(value + "'\"")[1:-4],  # as inside a repr in single quotes, where ' is escaped
-             shlex.quote(value)}
+             shlex.quote(value), quote(value), quote(value, safe=""), quote_plus(value)}
     return {form for form in forms if form}
+
 
 
 def env_name(secret: str) -> str:

@@ -21,14 +21,20 @@ def model_of(svc: Service) -> str | None:
 WILDCARD = ("0.0.0.0", "::")
 
 
-def needs_tunnel(cfg: HostConfig) -> bool:
+def bind_of(cfg: HostConfig, svc: Service | None = None) -> str:
+    """Where a service's API is reachable on the host: its own bind_address, else the host's."""
+    return (svc.bind_address if svc is not None else None) or cfg.bind_address
+
+
+def needs_tunnel(cfg: HostConfig, svc: Service | None = None) -> bool:
     """Ports published on every address (or on the SSH address itself) are reached directly at
     ``ansible_host``; ports bound to any other address (the loopback, or an address only the host
     may reach, like a fleet rehearsal host's publish address) through the SSH connection, which
-    opens them from the host's side at ``bind_address``."""
-    if cfg.bind_address in LOOPBACK:
+    opens them from the host's side at the service's ``bind_address`` (``bind_of``)."""
+    bind = bind_of(cfg, svc)
+    if bind in LOOPBACK:
         return True
-    return cfg.bind_address not in WILDCARD and cfg.bind_address != cfg.ssh.address
+    return bind not in WILDCARD and bind != cfg.ssh.address
 
 
 def targets_for(cfg: HostConfig, suites: dict[str, Suite], *, service: str | None = None,

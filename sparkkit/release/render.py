@@ -1,7 +1,8 @@
 """Render a release in memory: compose file, per-service secret env files and role config files.
 
 Pure: reads templates from the project, returns bytes. The release id is a hash of the content,
-so an unchanged inventory renders the same release.
+so an unchanged inventory renders the same release; secret values enter it only through an HMAC
+keyed by the host's release key (``release/ident.py``; ``Release.with_key`` after the preflight).
 
 Files a container mounts live outside the release folder, at a path named by their own content
 (``<root>/files/<service>/<hash>/<name>``): compose recreates a service when a mount's source path
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jinja2
@@ -21,6 +22,7 @@ import yaml
 from sparkkit.inventory.model import HostConfig, Service
 from sparkkit.errors import InputError
 from sparkkit.inventory.secrets import MASK, Secrets
+from sparkkit.release.ident import content_digest, release_id
 
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
 COMPOSE_FILE = "docker-compose.yml"
@@ -46,10 +48,24 @@ class RenderedFile:
 class Release:
     id: str
     files: tuple[RenderedFile, ...]  # includes the compose file; the manifest is added on upload
+    digest: str = ""  # SHA-256 of the content with secret values as placeholders (release/ident.py)
+    keyed: bool = True  # False: it has secret files whose values are not in the id yet (no key given)
 
     @property
     def dir(self) -> str:
         return f"releases/{self.id}"
+
+    def with_key(self, key: bytes) -> "Release":
+        """The release with its final id: the secret files' HMAC under the host's ``key`` in it."""
+        if self.keyed:
+            return self
+        prefix = f"{self.dir}/"
+        secret_files = [(f.path[len(prefix):], f.content) for f in self.files if f.secret]
+        new_id = release_id(self.digest, secret_files, key)
+        new_prefix = f"releases/{new_id}/"
+        files = tuple(replace(f, path=new_prefix + f.path[len(prefix):]) if f.path.startswith(prefix) else f
+                      for f in self.files)
+        return Release(id=new_id, files=files, digest=self.digest, keyed=True)
 
     @property
     def compose_path(self) -> str:
@@ -154,9 +170,14 @@ def _content_path(service: str, name: str, content: bytes) -> str:
     return f"files/{service}/{digest}/{name}"
 
 
-def _env_file_text(svc: Service, secrets: Secrets) -> str:
+def _env_file_text(svc: Service, secrets: Secrets | None) -> str:
+    """The service's env file; with ``secrets`` None, each value is a placeholder naming its secret
+    (what the release id's content digest covers)."""
     lines = []
     for env_name, secret in svc.secret_env:
+        if secrets is None:
+            lines.append(f"{env_name}=<secret {secret}>\n")
+            continue
         value = secrets.values[secret]
         if "'" in value:
             raise InputError("secret values must not contain a single quote (') for env files",
@@ -165,7 +186,10 @@ def _env_file_text(svc: Service, secrets: Secrets) -> str:
     return "".join(lines)
 
 
-def render_release(cfg: HostConfig, secrets: Secrets, project_dir: Path) -> Release:
+def render_release(cfg: HostConfig, secrets: Secrets, project_dir: Path, *, key: bytes | None = None) -> Release:
+    """The release for ``cfg``. ``key``: the host's release key, which puts the secret values into the
+    id (keyed); without it a release with secret files gets the id of its content alone, unkeyed,
+    until ``Release.with_key``."""
     env = make_environment(project_dir)
     files: list[RenderedFile] = []
     service_files: dict[str, dict[str, str]] = {}  # service -> {file name: absolute host path}
@@ -181,13 +205,12 @@ def render_release(cfg: HostConfig, secrets: Secrets, project_dir: Path) -> Rele
             files.append(RenderedFile(path=rel, content=content, mode=0o644))
             service_files[svc.name][name] = f"{cfg.root}/{rel}"
 
-    # The release id covers secrets too (hashed, never stored), so a new secret is a new release.
     env_files: dict[str, str] = {}
-    secret_files: list[tuple[str, str]] = []
+    secret_files: list[tuple[str, str, str]] = []  # (service, env file text, its placeholder text)
     for svc in cfg.services:
         if svc.secret_env:
             env_files[svc.name] = f"env/{svc.name}.env"
-            secret_files.append((svc.name, _env_file_text(svc, secrets)))
+            secret_files.append((svc.name, _env_file_text(svc, secrets), _env_file_text(svc, None)))
 
     compose_text = _render(env, COMPOSE_TEMPLATE, {
         "host": cfg, "services": cfg.services, "files": service_files, "env_files": env_files,
@@ -199,16 +222,15 @@ def render_release(cfg: HostConfig, secrets: Secrets, project_dir: Path) -> Rele
     if not isinstance(parsed, dict) or "services" not in parsed:
         raise InputError("rendered compose file has no services", source=f"templates/{COMPOSE_TEMPLATE}")
 
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.path):
-        digest.update(f.path.encode() + b"\0" + f.content + b"\0")
-    digest.update(compose_text.encode())
-    for name, text in secret_files:
-        digest.update(f"env/{name}.env".encode() + b"\0" + text.encode() + b"\0")
-    release_id = "r" + digest.hexdigest()[:12]
-    rel_dir = f"releases/{release_id}"
+    # the id: the content with secret values as placeholders, plus their HMAC under the host's key
+    digest = content_digest([*((f.path, f.content) for f in sorted(files, key=lambda f: f.path)),
+                             ("", compose_text.encode()),
+                             *((f"env/{name}.env", placeholders.encode()) for name, _, placeholders in secret_files)])
+    secret_parts = [(f"env/{name}.env", text.encode()) for name, text, _ in secret_files]
+    rid = release_id(digest, secret_parts, key)
+    rel_dir = f"releases/{rid}"
     out = [RenderedFile(path=f"{rel_dir}/{COMPOSE_FILE}", content=compose_text.encode(), mode=0o644)]
     out += [RenderedFile(path=f"{rel_dir}/env/{name}.env", content=text.encode(), mode=0o600, secret=True)
-            for name, text in secret_files]
+            for name, text, _ in secret_files]
     out += files
-    return Release(id=release_id, files=tuple(out))
+    return Release(id=rid, files=tuple(out), digest=digest, keyed=not secret_parts or key is not None)

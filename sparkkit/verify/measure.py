@@ -14,7 +14,7 @@ from sparkkit.host import commands as cmd
 from sparkkit.inventory.model import HostConfig
 from sparkkit.probe.runner import probe_service
 from sparkkit.probe.suites import Suite
-from sparkkit.probe.targets import make_target, needs_tunnel, targets_for
+from sparkkit.probe.targets import bind_of, make_target, needs_tunnel, targets_for
 from sparkkit.verify.gates import crash_facts, evaluate, parse_logs, service_metrics
 from sparkkit.verify.memory import account, read_memory_facts
 
@@ -59,8 +59,8 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], m: Measurem
         with ops.stage("facts"):
             before = {c.service: c for c in ops.containers()}
     for svc, names in targets_for(cfg, suites):
-        if needs_tunnel(cfg):
-            base = f"http://127.0.0.1:{ops.ex.forward(svc.port, cfg.bind_address)}"
+        if needs_tunnel(cfg, svc):
+            base = f"http://127.0.0.1:{ops.ex.forward(svc.port, bind_of(cfg, svc))}"
         else:
             base = f"http://{cfg.ssh.address}:{svc.port}"
         ops.out(f"  probing {svc.name}: {', '.join(names)}")

@@ -64,6 +64,8 @@ def render_markdown(run: Verification, charts: dict[str, str]) -> str:
            f"- previous release: {run.previous or 'none'}"]
     if run.deploy_message:
         out.append(f"- deploy: {run.deploy_message}")
+    if run.exposure:
+        out += ["", "## Exposure warnings", "", *(f"- WARNING: {text}" for text in run.exposure)]
     if run.deploy_error:
         out += ["", "## Deploy failure", "", "```", run.deploy_error, "```"]
     if run.gates:

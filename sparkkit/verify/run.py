@@ -13,6 +13,7 @@ from sparkkit.deploy.plan import Recovery, recovery
 from sparkkit.deploy.restore import host_state
 from sparkkit.deploy.session import brief, now_iso
 from sparkkit.errors import ConnectionLost, HostUnreachable, OperationError
+from sparkkit.inventory.exposure import exposure_warnings
 from sparkkit.probe.suites import Suite
 from sparkkit.release.render import Release
 from sparkkit.verify.decide import (after_deploy, after_gates, after_verify_only, decision_line,
@@ -48,6 +49,7 @@ class Verification:
     stages: dict = field(default_factory=dict)  # stage -> {"seconds", "round_trips"}
     verdict: Verdict
     deployed: DeployResult | None = None  # what the deploy step did (None: it did not run)
+    exposure: list = field(default_factory=list)  # APIs open on all interfaces without a key (inventory.exposure)
 
     @property
     def exit_code(self) -> int:
@@ -93,11 +95,13 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     cfg = ops.cfg
     started = now_iso()
     settings = effective_settings(cfg)
+    exposure = [w.text for w in exposure_warnings(cfg)]
     since = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def ended(verdict: Verdict, error: str, deployed: DeployResult | None = None) -> Verification:
         return Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, started=started,
-                            settings=settings, deploy_error=error, verdict=verdict, deployed=deployed,
+                            settings=settings, exposure=exposure, deploy_error=error, verdict=verdict,
+                            deployed=deployed,
                             decision=decision_line(verdict, host=cfg.name, release=release.id,
                                                    restored=deployed.restored if deployed else None),
                             finished=now_iso())
@@ -107,8 +111,10 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     except Exception as exc:  # noqa: BLE001 - the deploy raises only before it changed anything running
         if isinstance(exc, HostUnreachable) or (isinstance(exc, ConnectionLost) and ops.changed_running):
             raise  # the host's state is unknown: the caller says so
+        release = ops.final(release)
         verdict = deploy_error_verdict(changed=ops.changed_running)
         return ended(verdict, ops.secrets.mask(brief(exc)))
+    release = ops.final(release)  # the id the deploy used: keyed by the host's key in its preflight
     verdict = after_deploy(deployed.outcome)
     if verdict is not None:
         return ended(verdict, deployed.message, deployed)
@@ -121,8 +127,8 @@ def _deploy_and_verify(ops: HostOps, release: Release, suites: dict[str, Suite])
     def verification(verdict: Verdict, decision: str) -> Verification:
         return Verification(host=cfg.name, action=DEPLOY_AND_VERIFY, release=release.id, previous=previous,
                             started=started, finished=now_iso(), deploy_message=deployed.message,
-                            startup_s=startup_s, settings=settings, **_measured(m), decision=decision,
-                            stages=ops.stages, verdict=verdict, deployed=deployed)
+                            startup_s=startup_s, settings=settings, exposure=exposure, **_measured(m),
+                            decision=decision, stages=ops.stages, verdict=verdict, deployed=deployed)
 
     try:
         with ops.stage("facts"):
@@ -195,5 +201,6 @@ def verify_only(ops: HostOps, suites: dict[str, Suite]) -> Verification:
     ops.audit("verify", facts.current_release, "pass" if m.passed else "fail", failed_gates=failed)
     verdict = after_verify_only(m.passed)
     return Verification(host=cfg.name, action="verify", release=facts.current_release, started=started,
-                        settings=settings, **_measured(m), verdict=verdict, finished=now_iso(),
+                        settings=settings, exposure=[w.text for w in exposure_warnings(cfg)], **_measured(m),
+                        verdict=verdict, finished=now_iso(),
                         decision=decision_line(verdict, host=cfg.name, release=facts.current_release))

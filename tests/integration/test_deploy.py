@@ -69,6 +69,10 @@ def test_first_deploy_brings_all_services_up(stack, capsys, first):
     env_file = rel_dir / "env" / "searxng.env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert SECRET in env_file.read_text()  # on the host, in the 0600 file only
+    # the release id is keyed by the host's own random key, 0600, made by the first preflight
+    key_file = stack.root / "release.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(bytes.fromhex(key_file.read_text().strip())) == 32
     [entry] = stack.audit()
     assert entry["action"] == "deploy" and entry["result"] == "ok" and entry["release"] == release
     assert entry["who"] and entry["ts"]
