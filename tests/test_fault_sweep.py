@@ -190,3 +190,15 @@ def test_ctrl_c_at_every_position_leaves_a_consistent_audited_host(kit, run):
         if problems:
             failures[n] = problems
     assert not failures, failures
+
+
+def test_the_sweep_is_as_large_as_the_readme_says(kit):
+    """The README states how many fault positions the sweep tries (each command position of each run,
+    failed each way and by Ctrl-C); every one of them is asserted consistent by the tests above."""
+    cfg, release = kit
+    positions = sum(_count(kind, cfg, release, previous, gate_passes)
+                    for kind, previous, gate_passes in RUNS.values())
+    tried = positions * (len(FAULTS) + 1)
+    print(f"\nfault positions tried: {tried} ({positions} commands x {len(FAULTS) + 1} ways)")
+    readme = (REPO / "README.md").read_text()
+    assert f"{tried}/{tried} fault positions" in readme

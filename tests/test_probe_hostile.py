@@ -94,6 +94,8 @@ def test_every_hostile_case_ends_in_time_as_a_failed_probe_with_its_reason(hosti
         assert "Traceback" not in tables
     print(f"\nhostile cases handled: {len(CASES) - len(wrong)}/{len(CASES)}")
     assert not wrong, "\n".join(wrong)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"**{len(CASES)}/{len(CASES)} hostile-server cases**" in readme  # what the README promises
     assert hostile.requests["silent"] >= 1 and hostile.requests["drip"] >= 1  # they were reached
 
 

@@ -111,3 +111,8 @@ def test_the_scan_would_find_a_leak():
     assert leaks(LEAKY) == list(ENCODINGS)
     for name, encode in ENCODINGS.items():  # each encoding alone is found
         assert name in leaks(f"... {encode(SECRET)} ..."), name
+
+
+def test_the_readme_states_the_scan_as_it_is():
+    readme = (REPO / "README.md").read_text()
+    assert f"**0 leaks** over {len(ENCODINGS)} encodings x {len(COMMANDS)} commands" in readme
