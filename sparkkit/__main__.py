@@ -1,5 +1,5 @@
 import sys
 
-from sparkkit.cli.main import main
+from sparkkit.cli.main import entry
 
-sys.exit(main())
+sys.exit(entry())

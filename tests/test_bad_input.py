@@ -236,3 +236,23 @@ def test_a_good_project_gets_as_far_as_connecting(tmp_path, capsys, no_ssh, monk
         main(["deploy-and-verify", "box", "--project-dir", str(proj)])
     assert no_ssh == ["box"]
     assert os.environ["SPARKKIT_SECRET_SEARXNG_SECRET"] == "s3cr3t-value"
+
+
+def test_a_bug_in_the_kit_is_one_line_and_exit_1_not_a_traceback(monkeypatch, capsys):
+    """The `sparkkit` command (``entry``) turns an unexpected exception into one line naming its type
+    and where it was raised, never its text (which could hold an unmasked value); SPARKKIT_DEBUG=1
+    lets the traceback through."""
+    import sparkkit.cli.main as cli
+
+    def buggy():
+        raise RuntimeError("a value that must not be printed: s3cr3t")
+
+    monkeypatch.setattr(cli, "main", buggy)
+    monkeypatch.delenv("SPARKKIT_DEBUG", raising=False)
+    assert cli.entry() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("FAILED: unexpected RuntimeError at test_bad_input.py:") and "SPARKKIT_DEBUG=1" in err
+    assert "s3cr3t" not in err and "Traceback" not in err and len(err.splitlines()) == 1
+    monkeypatch.setenv("SPARKKIT_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.entry()

@@ -21,4 +21,4 @@ def test_the_reason_says_lower_case_when_that_is_all_that_is_wrong():
     assert image_problem("Ubuntu:1") == "repository names must be lower-case"
     assert image_problem("team/App") == "repository names must be lower-case"
     assert image_problem("Team/app") == "repository names must be lower-case"
-    assert "longer than 255" in image_problem("a" * 256)
+    assert "longer than 255 characters with its registry (docker.io/library/...)" in image_problem("a" * 238)

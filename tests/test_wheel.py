@@ -155,7 +155,7 @@ def test_wheel_holds_every_subpackage_module_and_suite_file(wheel):
     suites = {p.relative_to(REPO).as_posix() for p in (PACKAGE / "suites").glob("*.yaml")}
     assert "sparkkit/suites/standard.yaml" in suites and suites - recorded == set()
     entry_points = zipfile.ZipFile(wheel).read(record.replace("RECORD", "entry_points.txt")).decode()
-    assert "sparkkit = sparkkit.cli.main:main" in entry_points
+    assert "sparkkit = sparkkit.cli.main:entry" in entry_points
 
 
 def test_installed_package_comes_from_the_wheel_and_its_requirements_are_met(venv, outside):

@@ -302,3 +302,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def entry() -> int:
+    """The `sparkkit` command: ``main``, with a bug in the kit reported as one line (exit 1) instead
+    of a traceback. The line names the error's type and where it was raised, not its text, which
+    could hold a value the kit would otherwise mask; ``SPARKKIT_DEBUG=1`` shows the traceback."""
+    try:
+        return main()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence; every expected error is handled in main
+        if os.environ.get("SPARKKIT_DEBUG"):
+            raise
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else ""
+        print(f"{FAILURE_HEADING[EXIT_FAILED]}: unexpected {type(exc).__name__}{where} (a bug in sparkkit; "
+              f"run again with SPARKKIT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-NAME_MAX = 255  # the longest name (without tag and digest) Docker accepts
+NAME_MAX = 255  # the longest normalised name (without tag and digest) Docker accepts
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -37,12 +37,21 @@ def image_problem(ref: str) -> str | None:
             return "repository names must be lower-case"
         return "not in the image reference grammar ([registry/]name[:tag][@digest])"
     name = match.group("name")
-    if len(name) > NAME_MAX:
-        return f"the name is longer than {NAME_MAX} characters"
     first, _, rest = name.partition("/")
     if rest and not _is_domain(first) and not _PATH_ONLY.fullmatch(name):
         return "repository names must be lower-case"
+    if len(full_name(name)) > NAME_MAX:
+        return f"the name is longer than {NAME_MAX} characters with its registry ({full_name(name)[:18]}...)"
     return None
+
+
+def full_name(name: str) -> str:
+    """The name as Docker normalises it (its length limit counts this): Docker Hub's domain, and
+    ``library/`` for an official image, added where the reference has no registry."""
+    first, _, rest = name.partition("/")
+    if rest and _is_domain(first):
+        return name
+    return f"docker.io/{name}" if rest else f"docker.io/library/{name}"
 
 
 def _is_domain(component: str) -> bool:
