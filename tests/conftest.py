@@ -12,6 +12,8 @@ first, so that the run does not end waiting on one of them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 GROUPS = {
@@ -28,6 +30,17 @@ SLOW_GROUPS = (
     "tests/integration/test_verify.py",           # 160: deploy-and-verify with every suite, verify, a rollback
     "verify-first-deploy",                        # 35
 )
+
+
+CONTRACT_DIR = Path(__file__).resolve().parent / "contract"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/contract/ (the contract tier against a real vLLM) is collected only when the run selects
+    its marker (`make test-vllm`: ``-m vllm_contract``): `make test` never runs it."""
+    if collection_path == CONTRACT_DIR and "vllm_contract" not in (config.option.markexpr or ""):
+        return True
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
