@@ -7,7 +7,7 @@ ARGS ?=
 
 
 .PHONY: fleet-testbed fleet-testbed-down
-.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe verify bench test test-unit clean
+.PHONY: help venv testbed deploy deploy-and-verify diff status rollback render down probe verify bench test test-unit test-vllm clean
 
 help:
 	@echo "make testbed                 start the rehearsal host (dockerd, sshd on 127.0.0.1:2222, images)"
@@ -16,6 +16,7 @@ help:
 	@echo "make verify                  probe and judge the running release (no deploy)"
 	@echo "make diff|status|rollback|down|render|probe HOST=..."
 	@echo "make test                    unit + integration tests (starts the testbed)"
+	@echo "make test-vllm               the contract tier: simulator and real vLLM (CPU build, tiny model) side by side"
 	@echo "make deploy-and-verify HOST=rehearsal_fleet [ARGS='--serial 1']   a fleet of namespace hosts"
 
 $(VENV)/.installed: pyproject.toml
@@ -76,6 +77,14 @@ TEST_WORKERS ?= 4
 test: testbed
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not timing"; parallel=$$?; \
 	$(PY) -m pytest -q -m timing && exit $$parallel
+
+# The contract tier (docs/testing.md): vLLM's CPU build in .vllm-venv and a tiny model made here in
+# .vllm-model (both cached), then `vllm serve` with the parsers we render, and tests/contract/ against it
+# and the simulator. Not part of `make test`; .ci/run runs it after.
+test-vllm: venv
+	bash tools/vllm/venv.sh
+	.vllm-venv/bin/python tools/vllm/make_model.py
+	$(PY) tools/vllm/contract.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -12,6 +12,7 @@ import pytest
 from sparkkit.probe.client import ProbeClient
 from tests.contract import cases
 from tests.contract.conftest import sim_differs
+from tests.contract.servers import MAX_MODEL_LEN
 from tests.contract.wire import get, payload, stream_chat
 
 
@@ -26,7 +27,7 @@ def test_models_lists_the_served_name(server):
     assert model["owned_by"] == "vllm"
     assert isinstance(model["created"], int)
     assert isinstance(model["root"], str) and model["root"]
-    assert model["max_model_len"] == 4096
+    assert model["max_model_len"] == MAX_MODEL_LEN
 
 
 @pytest.mark.parametrize("thinking", [False, True], ids=["thinking-off", "thinking-on"])

