@@ -2,7 +2,9 @@
 (tools/vllm/contract.py starts it, `make test-vllm`) and the rehearsal simulator (started here, as a
 local process, from testbed/image/vllm).
 
-The parser flags are those the kit renders for the Qwen service (`vllm-annie` of the `spark` host:
+The real server runs twice: with the parser flags the kit renders, and "plain", with none (what a
+vLLM service without --reasoning-parser and --tool-call-parser answers). The parser flags are those
+the kit renders for the Qwen service (`vllm-annie` of the `spark` host:
 reasoning-parser qwen3, enable-auto-tool-choice, tool-call-parser qwen3_coder), read from the
 inventory, so the tier follows the inventory when it changes.
 """
@@ -40,6 +42,7 @@ class Server:
     kind: str  # "vllm" or "simulator"
     base_url: str
     model: str = SERVED_NAME
+    parsers: bool = True  # started with the rendered parser flags (False: none)
 
     @property
     def is_sim(self) -> bool:
@@ -62,9 +65,11 @@ def rendered_parser_flags() -> list[str]:
     return argv
 
 
-def serve_args() -> list[str]:
-    """What both servers get after `vllm serve MODEL` (host and port aside)."""
-    return ["--served-model-name", SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN), *rendered_parser_flags()]
+def serve_args(*, parsers: bool = True) -> list[str]:
+    """What both servers get after `vllm serve MODEL` (host and port aside): with the rendered parser
+    flags, or (``parsers=False``, the "plain" servers) with none, as a service that sets no parser."""
+    return ["--served-model-name", SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN),
+            *(rendered_parser_flags() if parsers else [])]
 
 
 def healthy(base_url: str) -> bool:
@@ -84,8 +89,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def simulator(args: list[str], *, ready_timeout_s: float = 20.0) -> Iterator[Server]:
-    """The rehearsal vLLM simulator on a free port, with ``args`` and the contract's rule table."""
+def simulator(*, parsers: bool = True, ready_timeout_s: float = 20.0) -> Iterator[Server]:
+    """The rehearsal vLLM simulator on a free port, with ``serve_args(parsers=...)`` and the
+    contract's rule table."""
+    args = serve_args(parsers=parsers)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(IMAGE_DIR), "SIM_RULES_JSON": cases.sim_rules_json(), **SIM_ENV}
     argv = [sys.executable, str(IMAGE_DIR / "vllm"), "serve", "sim/tiny", *args,
@@ -101,7 +108,7 @@ def simulator(args: list[str], *, ready_timeout_s: float = 20.0) -> Iterator[Ser
                     raise RuntimeError(f"the simulator did not become healthy (exit code {proc.poll()}):\n"
                                        f"{log.read()[-2000:]}")
                 time.sleep(0.05)
-            yield Server("simulator", base_url)
+            yield Server("simulator", base_url, parsers=parsers)
             assert proc.poll() is None, "the simulator exited during the tests"
         finally:
             proc.terminate()

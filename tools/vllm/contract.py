@@ -1,12 +1,13 @@
 """Run the contract tier (`make test-vllm`, after tools/vllm/venv.sh and make_model.py): start the real
-`vllm serve` on the tiny model with the parser flags the kit renders, wait until it is healthy
+`vllm serve` on the tiny model twice, with the parser flags the kit renders and with none ("plain"),
+wait until both are healthy
 (printing progress), run ``pytest -m vllm_contract tests/contract/`` against it and the simulator,
 check that the server is still alive, and stop it. Exit code: pytest's, or 1 when the server did not
 start or died.
 
     .venv/bin/python tools/vllm/contract.py [pytest args...]
 
-The server's log is out/vllm-contract/serve.log.
+The servers' logs are out/vllm-contract/serve.log and serve-plain.log.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def last_line(path: Path) -> str:
     return lines[-1][-160:] if lines else ""
 
 
-def start(port: int, log_path: Path) -> subprocess.Popen:
-    argv = [str(VENV / "bin" / "python"), str(ROOT / "tools" / "vllm" / "vllm_cli.py"), "serve", str(MODEL), *servers.serve_args(), "--dtype", "float32",
-            "--host", "127.0.0.1", "--port", str(port)]
+def start(port: int, log_path: Path, *, parsers: bool) -> subprocess.Popen:
+    argv = [str(VENV / "bin" / "python"), str(ROOT / "tools" / "vllm" / "vllm_cli.py"), "serve", str(MODEL),
+            *servers.serve_args(parsers=parsers), "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port)]
     say("starting vllm " + " ".join(argv[2:]))
     log = open(log_path, "w")
     env = {**os.environ, **SERVE_ENV, "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}"}
@@ -94,29 +95,35 @@ def main(pytest_args: list[str]) -> int:
             say(f"{needed} is missing: run tools/vllm/venv.sh and make_model.py first (make test-vllm does)")
             return 1
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = LOG_DIR / "serve.log"
-    port = servers.free_port()
-    base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    proc = start(port, log_path)
+    # the rendered parser flags, and none ("plain"); started together, checked one after the other
+    runs = {}
+    for name, parsers in (("SPARKKIT_VLLM_URL", True), ("SPARKKIT_VLLM_PLAIN_URL", False)):
+        log_path = LOG_DIR / ("serve.log" if parsers else "serve-plain.log")
+        port = servers.free_port()
+        runs[name] = (start(port, log_path, parsers=parsers), f"http://127.0.0.1:{port}", log_path)
     try:
-        if not wait_healthy(proc, base_url, log_path):
-            return 1
-        env = {**os.environ, "SPARKKIT_VLLM_URL": base_url}
+        for proc, base_url, log_path in runs.values():
+            if not wait_healthy(proc, base_url, log_path):
+                return 1
+        env = {**os.environ, **{name: base_url for name, (_, base_url, _) in runs.items()}}
         argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "vllm_contract",
                 "tests/contract/", *pytest_args]
         code = subprocess.call(argv, cwd=ROOT, env=env)
-        alive = proc.poll() is None and servers.healthy(base_url)
-        log = log_path.read_text(errors="replace")
-        crashes = [sign for sign in CRASH_SIGNS if sign in log]
-        if not alive or crashes:
-            say(f"the real server {'died' if not alive else 'logged ' + ', '.join(crashes)} during the tests "
-                f"(log: {log_path})")
-            return code or 1
-        say(f"server alive and healthy after the tests; {time.monotonic() - started:.0f} s from its start")
+        for proc, base_url, log_path in runs.values():
+            alive = proc.poll() is None and servers.healthy(base_url)
+            log = log_path.read_text(errors="replace")
+            crashes = [sign for sign in CRASH_SIGNS if sign in log]
+            if not alive or crashes:
+                say(f"the real server at {base_url} {'died' if not alive else 'logged ' + ', '.join(crashes)} "
+                    f"during the tests (log: {log_path})")
+                code = code or 1
+        if code == 0:
+            say(f"both servers alive and healthy after the tests; {time.monotonic() - started:.0f} s from their start")
         return code
     finally:
-        stop(proc)
+        for proc, _, _ in runs.values():
+            stop(proc)
 
 
 if __name__ == "__main__":
