@@ -13,7 +13,7 @@ from sparkkit.probe.client import ProbeClient
 from tests.contract import cases
 from tests.contract.conftest import sim_differs
 from tests.contract.servers import MAX_MODEL_LEN
-from tests.contract.wire import get, payload, stream_chat
+from tests.contract.wire import get, payload, post, stream_chat
 
 
 def test_models_lists_the_served_name(server):
@@ -111,7 +111,7 @@ def test_tool_call_stream(server):
     assert s.content.strip() == ""
 
 
-def test_tool_call_stream_has_no_content_delta(server, request):
+def test_tool_call_stream_has_no_content_delta(server):
     """With the call swallowed by the tool parser, vLLM sends no content delta at all (the kit's
     TTFO is then the first tool-call delta)."""
     s = stream_chat(server, payload(server, cases.TOOL, thinking=False))
@@ -147,7 +147,7 @@ def test_max_tokens_cuts_with_length(server):
 def test_non_streaming_answer(server):
     body = payload(server, cases.CAPITAL, thinking=True, stream=False)
     del body["stream_options"]
-    resp = server_post(server, body)
+    resp = post(server, "/v1/chat/completions", body)
     assert resp.status_code == 200
     out = resp.json()
     assert out["object"] == "chat.completion"
@@ -158,8 +158,3 @@ def test_non_streaming_answer(server):
     assert choice["message"]["reasoning"].strip() == cases.CAPITAL.reasoning
     assert out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]
 
-
-def server_post(server, body):
-    from tests.contract.wire import post
-
-    return post(server, "/v1/chat/completions", body)
