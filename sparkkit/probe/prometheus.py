@@ -44,7 +44,7 @@ class Exposition:
 class HistogramTotal:
     """A histogram's ``_sum`` and ``_count`` summed over its label sets."""
 
-    sum: float
+    sum: float | None  # None when the exposition has no _sum sample of it
     count: float
 
 
@@ -146,7 +146,7 @@ def histogram(expo: Exposition, family: str, *, model: str | None = None) -> His
     """``family``'s _sum and _count over every label set (those of ``model_name`` == ``model`` when
     given); None when the exposition has no ``_count`` sample of it."""
     total = {"_sum": 0.0, "_count": 0.0}
-    seen = False
+    seen: set[str] = set()
     for s in expo.samples:
         if not s.name.startswith(family) or s.name[len(family):] not in total:
             continue
@@ -155,5 +155,7 @@ def histogram(expo: Exposition, family: str, *, model: str | None = None) -> His
         if math.isnan(s.value) or math.isinf(s.value):
             continue
         total[s.name[len(family):]] += s.value
-        seen = seen or s.name.endswith("_count")
-    return HistogramTotal(sum=total["_sum"], count=total["_count"]) if seen else None
+        seen.add(s.name[len(family):])
+    if "_count" not in seen:
+        return None
+    return HistogramTotal(sum=total["_sum"] if "_sum" in seen else None, count=total["_count"])

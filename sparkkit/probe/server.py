@@ -63,7 +63,7 @@ class ServerWindow:
 def _delta(before: Exposition, after: Exposition, family: str) -> tuple[float, float] | None:
     """(sum, count) added in the window, None when missing or reset."""
     b, a = histogram(before, family), histogram(after, family)
-    if a is None or b is None or a.count < b.count or a.sum < b.sum:
+    if a is None or b is None or a.sum is None or b.sum is None or a.count < b.count or a.sum < b.sum:
         return None
     return a.sum - b.sum, a.count - b.count
 
