@@ -176,6 +176,6 @@ def ollama_window(records: list[dict]) -> dict | None:
     s_mean = _mean([r["server_timing"].get("total_ms") for r in rows])
     c_mean = _mean([r.get("latency_ms") for r in rows])
     return {"source": "Ollama's answers", "error": None, "requests": len(rows),
-            "server": {"e2e_mean_ms": s_mean, "load_mean_ms": _mean([r["server_timing"].get("load_ms") for r in rows])},
+            "server": {"requests": len(rows), "e2e_mean_ms": s_mean, "load_mean_ms": _mean([r["server_timing"].get("load_ms") for r in rows])},
             "client": {"requests": len(rows), "latency_mean_ms": c_mean}, "ttft_gap_ms": None,
             "e2e_gap_ms": _gap(c_mean, s_mean)}
