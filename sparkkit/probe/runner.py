@@ -5,12 +5,10 @@ Each suite's requests run within its limits (``Suite.limits``: the kind's defaul
 requests in a row ending without an answer (a deadline passed, or no connection), has its
 remaining requests recorded as not run (``Failure.NOT_RUN``) with that reason, at once.
 
-A target with a ``metrics_path`` (vLLM) has its Prometheus text read before and after each suite,
-on the same connection as the probes; ``probe.server`` turns the two readings into the server's
-means over the suite's window (``SuiteResult.server``, beside the client's and the delivery gap),
-and the records whose decode the client could not measure get the server's figure. Ollama's
-answers carry their own timing (``server_timing`` per record). A reading that fails is noted in
-``SuiteResult.server``; it is not a probe request and fails nothing.
+A target with a ``metrics_path`` (vLLM) has its Prometheus text read around each chat suite, on the
+probes' connection: ``SuiteResult.server`` holds the server's means over the window beside the
+client's (``probe.server``), and records the client could not measure get the server's decode. A
+failed reading is noted there, never a failed request. Ollama's answers carry ``server_timing``.
 
 May import: ``probe.limits``, ``probe.answers``, ``probe.client``, ``probe.metrics``, ``probe.scoring``,
 ``probe.stream``, ``probe.suites``, ``probe.quality``, ``probe.prometheus``, ``probe.server``.
@@ -344,8 +342,11 @@ def run_health(s: Session, suite: Suite) -> SuiteResult:
 
 
 def read_metrics(s: Session, path: str) -> tuple[Exposition | None, str | None]:
-    """The server's Prometheus text, parsed; (None, why) when it could not be read."""
-    rec = s.client.request("GET", path, expect_json=False, text_chars=None, limits=s.limits)
+    """The server's Prometheus text, parsed; (None, why) when it could not be read. Within the health
+    probe's limits (15 s), and not tried once the service has stopped answering."""
+    if s._stopped():
+        return None, f"{path}: not read ({s.target.service} stopped answering)"
+    rec = s.client.request("GET", path, expect_json=False, text_chars=None, limits=METRICS_LIMITS)
     if not rec.ok:
         return None, f"{path}: {rec.error}"
     expo = parse(rec.body if isinstance(rec.body, str) else "")
@@ -353,6 +354,7 @@ def read_metrics(s: Session, path: str) -> tuple[Exposition | None, str | None]:
 
 
 CHAT_KINDS = ("chat", "conversation", "tools", "extraction")
+METRICS_LIMITS = HEALTH.limits().merged({"body_bytes": 16 << 20})  # a big server's /metrics text is large
 
 
 def run_suite(s: Session, suite: Suite) -> SuiteResult:
