@@ -288,3 +288,29 @@ def test_service_metrics_carry_the_servers_side():
     assert m["server"]["ttft_mean_ms"] == 40.0 and m["server"]["decode_tok_s"] == pytest.approx(500.0)
     assert m["server"]["ttft_gap_ms"] == 210.0
     assert client_window(bursty_records())["bursty"] == 5
+
+
+def test_the_report_shows_both_sides_and_which_figure():
+    from sparkkit.deploy.outcome import Verdict
+    from sparkkit.verify.report import console_summary, render_markdown
+    from sparkkit.verify.run import Verification
+
+    records = bursty_records()
+    with_server_decode(records, [], 439.0)
+    server = {"server": {"requests": 7, "ttft_mean_ms": 40.0, "itl_mean_ms": 1000 / 439.0, "e2e_mean_ms": 900.0,
+                         "queue_mean_ms": 1.5, "prefill_mean_ms": 30.0}, "ttft_gap_ms": 160.0}
+    probe = probe_of(records, server=server)
+    gates = evaluate(cfg=cfg(), probes=[probe], headroom_gib=40.0, crashes=[], previous=None)
+    previous = {"release": "rold", "metrics": {"vllm-nemotron": {"ttft_p50_ms": 190.0, "decode_tok_s_p50": 50.0}}}
+    run = Verification(host="h", action="verify", release="r1", verdict=Verdict.VERIFIED, decision="verified",
+                       gates=gates, metrics={"vllm-nemotron": service_metrics(probe)}, baseline=previous)
+    text = render_markdown(run, {})
+    assert "## Server-side and client-side timing" in text
+    section = text.split("## Server-side and client-side timing")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| vllm-nemotron"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["200.0 ms", "40.0 ms", "160.0 ms", "439.0 (server)"]  # client TTFT, server TTFT, gap
+    assert "50.0 (client)" in text and "439.0 (server)" in text  # the baseline's figure and this run's, labelled
+    assert "439.0 tok/s (server)" in text  # the gate's observed figure
+    summary = console_summary(run, Path("/r"))
+    assert "decode p50 439.0 tok/s (server); server TTFT mean 40 ms, delivery gap 160 ms" in summary
