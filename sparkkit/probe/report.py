@@ -68,7 +68,7 @@ def server_rows(timing: dict) -> list[list[str]]:
         rows += [row("queue mean", server.get("queue_mean_ms")), row("prefill mean", server.get("prefill_mean_ms"))]
     if "load_mean_ms" in server:
         rows.append(row("load mean", server.get("load_mean_ms")))
-    return rows
+    return [r for r in rows if r[0] == "requests" or any(cell not in ("-", "", "- (-)") for cell in r[1:])]
 
 
 def _first_error(row: dict) -> str:
