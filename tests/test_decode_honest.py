@@ -314,3 +314,27 @@ def test_the_report_shows_both_sides_and_which_figure():
     assert "439.0 tok/s (server)" in text  # the gate's observed figure
     summary = console_summary(run, Path("/r"))
     assert "decode p50 439.0 tok/s (server); server TTFT mean 40 ms, delivery gap 160 ms" in summary
+
+
+def test_the_ttft_gate_may_judge_the_servers_ttft():
+    server = {"server": {"requests": 7, "ttft_mean_ms": 40.0, "itl_mean_ms": 20.0}, "ttft_gap_ms": 360.0}
+    records = [{"ok": True, "warmup": False, "ttft_ms": 400.0, "decode_tok_s": 50.0, "decode_source": "client"}]
+    client = by_name(evaluate(cfg=cfg(), probes=[probe_of(records, server)], headroom_gib=40.0, crashes=[],
+                              previous=None))
+    assert not client[("vllm-nemotron", "TTFT p50")].passed  # the default: what the user waits for
+    on_server = cfg("services.vllm-nemotron.gates.ttft_source=server")
+    gates = by_name(evaluate(cfg=on_server, probes=[probe_of(records, server)], headroom_gib=40.0, crashes=[],
+                             previous=None))
+    gate = gates[("vllm-nemotron", "TTFT (server mean)")]
+    assert gate.passed and gate.figure == "server" and gate.observed == "40.0 ms (server)"
+    assert "the client's p50 was 400.0 ms" in gate.why and ("vllm-nemotron", "TTFT p50") not in gates
+    unread = by_name(evaluate(cfg=on_server, probes=[probe_of(records)], headroom_gib=40.0, crashes=[],
+                              previous=None))[("vllm-nemotron", "TTFT p50")]
+    assert not unread.passed and "the server's TTFT could not be read" in unread.why
+
+
+def test_ttft_source_is_checked():
+    from sparkkit.errors import InputError
+
+    with pytest.raises(InputError, match="expected client or server"):
+        cfg("services.vllm-nemotron.gates.ttft_source=both")
