@@ -1,5 +1,6 @@
 """A server that delivers in bursts, as real vLLM did on a loaded machine: it decodes at a known
-rate but sends the whole answer at once, and keeps vLLM's /metrics histograms of what it really did.
+rate but holds the answer back, sends its first token, and 3 ms later all the rest at once, and
+keeps vLLM's /metrics histograms of what it really did.
 The probe gets a labelled decode figure, never an absurd one, the gate says which figure it used,
 and the report shows the server's side beside the client's with the delivery gap."""
 
@@ -24,6 +25,7 @@ TRUE_TOK_S = 1 / ITL_S
 
 class BurstHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each write leaves at once: the pieces arrive as they are sent
 
     def log_message(self, *args):
         pass
@@ -56,7 +58,14 @@ class BurstHandler(BaseHTTPRequestHandler):
         body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
         with self.server.lock:  # counted before it is sent, as vLLM does: a /metrics read after the answer sees it
             self.server.served.append(time.perf_counter() - start)
-        self._send(200, body, "text/event-stream")  # one write: the whole answer arrives at once
+        self.send_response(200)  # the first token, then 3 ms later the rest at once (as a busy host sends)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        first = body.index(b"data: ", body.index(b'"w0 "'))  # the role chunk and the first token
+        self.wfile.write(body[:first])
+        time.sleep(0.003)
+        self.wfile.write(body[first:])
 
     def handle_one_request(self):
         try:
@@ -109,8 +118,10 @@ def test_a_burst_delivering_server_gets_a_labelled_figure_never_an_absurd_one(bu
     assert len(records) == 4 and all(r["ok"] for r in records), records
     for r in records:
         # the client saw every token at once: (tokens - 1) / (last - first) would be absurd
-        assert r["decode_measurable"] is False and r["arrivals"] == 1 and r["largest_burst_tokens"] == TOKENS
-        assert r["token_span_ms"] < 1.0
+        assert r["decode_measurable"] is False and r["arrivals"] <= 2 and r["largest_burst_tokens"] >= TOKENS - 1
+        assert r["token_span_ms"] < 50.0  # 3 ms as sent; a loaded machine reads later, never earlier
+        if r["token_span_ms"] > 0:  # what (tokens - 1) / (last - first) would have said (about 15,000 tok/s)
+            assert (TOKENS - 1) / (r["token_span_ms"] / 1000) > 3 * TRUE_TOK_S
     m = service_metrics(probe)
     gate = by_name(evaluate(cfg=cfg(), probes=[probe], headroom_gib=40.0, crashes=[], previous=None))[
         ("vllm-nemotron", "decode tok/s p50")]
