@@ -106,7 +106,8 @@ def test_crash_facts():
 
 def test_service_metrics_pool_measured_chat_records():
     m = service_metrics(chat_probe("x", ttft=100.0, decode=40.0, failed=2))
-    assert m == {"ttft_p50_ms": 100.0, "decode_tok_s_p50": 40.0, "failed_requests": 2, "accuracy": {"tools": 1.0}}
+    assert m == {"ttft_p50_ms": 100.0, "decode_tok_s_p50": 40.0, "decode_source": "client",
+                 "decode_sources": {"client": 5}, "failed_requests": 2, "accuracy": {"tools": 1.0}}
 
 
 def test_charts_are_svg_with_every_series():

@@ -59,7 +59,8 @@ def run_url(args, suites, say) -> tuple[str, list[dict]]:
     if model is None:
         say(f"warning: {base}/v1/models named no model; sending requests without one")
     names = [args.suite] if args.suite else [n for n in URL_SUITES if n in suites]
-    target = Target(service="endpoint", base_url=base, model=model, suites=tuple(names), health_path="/v1/models")
+    target = Target(service="endpoint", base_url=base, model=model, suites=tuple(names), health_path="/v1/models",
+                    metrics_path="/metrics")
     return base, [probe_service(target, suites, out=say, timeout_s=args.timeout)]
 
 

@@ -51,7 +51,10 @@ def _service_gates(reader: Reader) -> ServiceGates:
         if not 0 <= value <= 1:
             raise acc.fail(suite, f"must be between 0 and 1, got {value}")
         min_accuracy[str(suite)] = value
-    gates = ServiceGates(ttft_p50_max_ms=optional_number(g, "ttft_p50_max_ms"),
+    ttft_source = g.get("ttft_source", str, "client")
+    if ttft_source not in ("client", "server"):
+        raise g.fail("ttft_source", f"expected client or server, got {ttft_source!r}")
+    gates = ServiceGates(ttft_p50_max_ms=optional_number(g, "ttft_p50_max_ms"), ttft_source=ttft_source,
                          decode_tok_s_p50_min=optional_number(g, "decode_tok_s_p50_min"),
                          min_accuracy=min_accuracy, quality=g.get("quality", bool, True))
     g.reject_unknown()

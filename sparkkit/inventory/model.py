@@ -24,6 +24,7 @@ class ServiceGates:
     """A service's thresholds for deploy-and-verify; None means "no such gate"."""
 
     ttft_p50_max_ms: float | None = None  # p50 over the measured requests of its chat suites
+    ttft_source: str = "client"  # client: the client's TTFT p50; server: the server's TTFT mean (vLLM /metrics)
     decode_tok_s_p50_min: float | None = None
     min_accuracy: dict = field(default_factory=dict)  # suite name -> minimum share of passed cases
     quality: bool = True  # every quality gate of the probe suite must pass

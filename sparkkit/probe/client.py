@@ -161,8 +161,10 @@ class AsyncProbeClient:
         return list(await asyncio.gather(*(self.chat(p, path=path, limits=limits) for p in payloads)))
 
     async def request(self, method: str, path: str, *, json_body: dict | None = None, params: dict | None = None,
-                      expect_json: bool = True, limits: Limits | None = None) -> HttpRecord:
-        """A plain request, read whole; ``ok`` means HTTP 200 (and JSON, when ``expect_json``)."""
+                      expect_json: bool = True, limits: Limits | None = None,
+                      text_chars: int | None = 2000) -> HttpRecord:
+        """A plain request, read whole; ``ok`` means HTTP 200 (and JSON, when ``expect_json``). A text
+        body is kept to ``text_chars`` characters (None: all of it, within the body cap)."""
         lim = limits or self.limits
         start = time.perf_counter()
         status, retried, body = None, False, None
@@ -176,7 +178,7 @@ class AsyncProbeClient:
                 finally:
                     await resp.aclose()
             elapsed = (time.perf_counter() - start) * 1000
-            body = raw[:2000].decode("utf-8", "replace")
+            body = (raw if text_chars is None else raw[:text_chars]).decode("utf-8", "replace")
             if expect_json:
                 body = loads_json(raw, max_depth=lim.json_depth)
             return HttpRecord(ok=True, error=None, latency_ms=elapsed, status=status, body=body, retried=retried)
@@ -307,9 +309,9 @@ class ProbeClient:
         return self._runner.run(self.aio.chat_many(payloads, path=path, limits=limits))
 
     def request(self, method: str, path: str, *, json_body: dict | None = None, params: dict | None = None,
-                expect_json: bool = True, limits: Limits | None = None) -> HttpRecord:
+                expect_json: bool = True, limits: Limits | None = None, text_chars: int | None = 2000) -> HttpRecord:
         return self._runner.run(self.aio.request(method, path, json_body=json_body, params=params,
-                                                 expect_json=expect_json, limits=limits))
+                                                 expect_json=expect_json, limits=limits, text_chars=text_chars))
 
     def prewarm(self, n: int, *, path: str = "/health") -> int:
         return self._runner.run(self.aio.prewarm(n, path=path))

@@ -5,8 +5,13 @@ Each suite's requests run within its limits (``Suite.limits``: the kind's defaul
 requests in a row ending without an answer (a deadline passed, or no connection), has its
 remaining requests recorded as not run (``Failure.NOT_RUN``) with that reason, at once.
 
+A target with a ``metrics_path`` (vLLM) has its Prometheus text read around each chat suite, on the
+probes' connection: ``SuiteResult.server`` holds the server's means over the window beside the
+client's (``probe.server``), and records the client could not measure get the server's decode. A
+failed reading is noted there, never a failed request. Ollama's answers carry ``server_timing``.
+
 May import: ``probe.limits``, ``probe.answers``, ``probe.client``, ``probe.metrics``, ``probe.scoring``,
-``probe.stream``, ``probe.suites``.
+``probe.stream``, ``probe.suites``, ``probe.quality``, ``probe.prometheus``, ``probe.server``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from sparkkit.probe import answers
 from sparkkit.probe import client as http
 from sparkkit.probe.limits import UNANSWERED, Breach, Failure, Limits, Result
 from sparkkit.probe.metrics import summary
-from sparkkit.probe.scoring import (factually_correct, markdown_found, score_extraction, score_tool_call,
-                                    thinking_leak)
+from sparkkit.probe.prometheus import Exposition, parse
+from sparkkit.probe.quality import quality_gates
+from sparkkit.probe.scoring import score_extraction, score_tool_call
+from sparkkit.probe.server import ollama_timings, ollama_window, timing, window, with_server_decode
 from sparkkit.probe.stream import ChatRecord, failed
 from sparkkit.probe.suites import HEALTH, Suite
 
@@ -37,6 +44,7 @@ class Target:
     model: str | None
     suites: tuple[str, ...]
     health_path: str = "/health"
+    metrics_path: str | None = None  # vLLM's Prometheus /metrics, read around each suite
 
 
 @dataclass
@@ -47,6 +55,7 @@ class SuiteResult:
     summary: list[dict] = field(default_factory=list)  # one row per case / turn / query
     records: list[dict] = field(default_factory=list)  # every request, warmups included (marked)
     score: dict | None = None  # passed/total where the suite is scored
+    server: dict | None = None  # the server's timing over the suite's window beside the client's (probe.server)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -121,10 +130,20 @@ def _chat_row(case: str, records: list[ChatRecord], **extra) -> dict:
     row = {"case": case, "ok": len(ok), "n": len(records), "not_run": _not_run(records),
            "ttft_ms": summary([r.ttft_ms for r in ok]), "ttfo_ms": summary([r.ttfo_ms for r in ok]),
            "decode_tok_s": summary([r.decode_tok_s for r in ok]), "e2e_tok_s": summary([r.e2e_tok_s for r in ok]),
+           "decode_sources": _sources(ok),
            "completion_tokens": summary(tokens) if all(t is not None for t in tokens) else None,
            "errors": sorted({r.error for r in records if r.error})}
     row.update(extra)
     return row
+
+
+def _sources(records: list[ChatRecord]) -> dict[str, int]:
+    """How many of the records' decode figures are of each source (client, server, lower bound)."""
+    out: dict[str, int] = {}
+    for r in records:
+        if r.decode_source is not None:
+            out[r.decode_source.value] = out.get(r.decode_source.value, 0) + 1
+    return out
 
 
 def _rec(record, **tags) -> dict:
@@ -245,7 +264,8 @@ def run_embeddings(s: Session, suite: Suite) -> SuiteResult:
                 except Breach as exc:
                     rec = rec.failing(exc)
             res.records.append({"case": text, "warmup": i < warmups, **{k: v for k, v in rec.to_json().items()
-                                                                       if k != "body"}})
+                                                                       if k != "body"},
+                                "server_timing": ollama_timings(rec.body) if rec.ok else None})
             if not rec.ok:
                 errors.add(rec.error)
                 not_run += i >= warmups and rec.result is Result.NOT_RUN
@@ -321,39 +341,40 @@ def run_health(s: Session, suite: Suite) -> SuiteResult:
     return res
 
 
+def read_metrics(s: Session, path: str) -> tuple[Exposition | None, str | None]:
+    """The server's Prometheus text, parsed; (None, why) when it could not be read. Within the health
+    probe's limits (15 s), and not tried once the service has stopped answering."""
+    if s._stopped():
+        return None, f"{path}: not read ({s.target.service} stopped answering)"
+    rec = s.client.request("GET", path, expect_json=False, text_chars=None, limits=METRICS_LIMITS)
+    if not rec.ok:
+        return None, f"{path}: {rec.error}"
+    expo = parse(rec.body if isinstance(rec.body, str) else "")
+    return (expo, None) if expo.samples else (None, f"{path}: no Prometheus samples")
+
+
+CHAT_KINDS = ("chat", "conversation", "tools", "extraction")
+METRICS_LIMITS = HEALTH.limits().merged({"body_bytes": 16 << 20})  # a big server's /metrics text is large
+
+
+def run_suite(s: Session, suite: Suite) -> SuiteResult:
+    """One suite, with the server's timing around it where the target has a metrics path."""
+    path = s.target.metrics_path if suite.kind in CHAT_KINDS else None
+    before, error = read_metrics(s, path) if path else (None, None)
+    res = RUNNERS[suite.kind](s, suite)
+    if path:
+        after, error_after = read_metrics(s, path) if before is not None else (None, None)
+        server = window(before, after) if before is not None and after is not None else None
+        error = error or error_after or (None if server else f"{path}: none of vLLM's timing histograms")
+        res.server = timing(server, res.records, source=f"vLLM {path}", error=error)
+        with_server_decode(res.records, res.summary, server.decode_tok_s if server else None)
+    elif suite.kind == "embeddings":
+        res.server = ollama_window(res.records)
+    return res
+
+
 RUNNERS = {"chat": run_chat, "conversation": run_conversation, "tools": run_tools, "extraction": run_extraction,
            "embeddings": run_embeddings, "websearch": run_websearch, "health": run_health}
-
-
-def quality_gates(results: list[SuiteResult]) -> list[dict]:
-    """Over every chat record of one service: non-empty, no markdown in voice answers, factually
-    correct where a case names the answer, and no thinking leak when thinking was off."""
-    chats = [r for res in results if res.kind in ("chat", "conversation", "tools", "extraction")
-             for r in res.records if not r.get("warmup") and "ttft_ms" in r]
-    gates = []
-
-    def gate(name: str, pool: list[dict], check) -> None:
-        failures = []
-        for r in pool:
-            why = check(r)
-            if why:
-                failures.append(f"{r['case']}: {why}")
-        if pool:
-            gates.append({"gate": name, "passed": len(pool) - len(failures), "total": len(pool),
-                          "failures": failures[:10]})
-
-    gate("non-empty answer", chats, lambda r: None if not r["ok"] or r["text"].strip() or r["tool_calls"]
-         else "empty content")
-    gate("no markdown in voice answers", [r for r in chats if r.get("voice") and r["ok"]],
-         lambda r: (f"markdown ({markdown_found(r['text'])})" if markdown_found(r["text"]) else None))
-    gate("factually correct", [r for r in chats if r.get("expect_any")],
-         lambda r: None if r["ok"] and factually_correct(r["text"], r["expect_any"])
-         else (f"expected one of {r['expect_any']}" if r["ok"] else f"failed: {r['error']}"))
-    gate("no thinking leak", [r for r in chats if r.get("thinking") is False and r["ok"]],
-         lambda r: thinking_leak(r["text"], r["reasoning"]))
-    gate("every request succeeded", [r for res in results for r in res.records if not r.get("warmup")],
-         lambda r: None if r["ok"] else r["error"])
-    return gates
 
 
 def probe_service(target: Target, suites: dict[str, Suite], *, out: Printer,
@@ -373,7 +394,7 @@ def probe_service(target: Target, suites: dict[str, Suite], *, out: Printer,
             suite = suites[name]
             out(f"  {target.service}: suite {name}")
             s.limits = suite.limits().with_total(timeout_s)
-            results.append(RUNNERS[suite.kind](s, suite))
+            results.append(run_suite(s, suite))
     return {"service": target.service, "base_url": target.base_url, "model": target.model,
             "rtt_ms": summary(rtts), "results": [r.to_json() for r in results],
             "quality": quality_gates(results)}

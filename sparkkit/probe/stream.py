@@ -3,19 +3,22 @@
 Definitions (DESIGN.md §3): TTFT is the first chunk carrying any token (reasoning, content or a
 tool call); TTFO the first content or tool-call chunk. Output tokens come only from the server's
 final usage chunk; without it they are unknown. Decode tok/s = (completion_tokens - 1) /
-(t_last_token - t_first_token); end-to-end tok/s = completion_tokens / latency.
+(t_last_token - t_first_token) when the client can measure it (``probe.arrivals``: enough distinct
+arrival times, no burst carrying most tokens), else the lower bound (completion_tokens - 1) /
+latency, and ``decode_source`` says which; end-to-end tok/s = completion_tokens / latency.
 
 Every field read from a chunk is checked for its JSON type (``probe.fields``); the first chunk
 that breaks a check, malformed JSON, or an event after ``[DONE]`` is kept as the accumulator's
 ``breach`` (nothing is added after it) and the record fails with it. Nothing here raises.
 
-May import: ``probe.limits``, ``probe.fields``.
+May import: ``probe.limits``, ``probe.fields``, ``probe.arrivals``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sparkkit.probe.arrivals import DecodeSource, analyse, decode_figure
 from sparkkit.probe.fields import count, get, item, loads_json
 from sparkkit.probe.limits import Breach, Failure, Limits, Result, result_of
 
@@ -50,6 +53,12 @@ class ChatRecord:
     http_status: int | None = None
     failure: Failure | None = None  # what it failed of (None when ok)
     retried: bool = False  # sent again on a new connection: the kept-alive one was closed, nothing served
+    decode_source: DecodeSource | None = None  # which figure decode_tok_s is (None: no figure)
+    decode_measurable: bool | None = None  # the client could measure decode (None: not a stream)
+    token_chunks: int = 0  # chunks that carried a token
+    arrivals: int | None = None  # distinct arrival times of those chunks (1 ms resolution)
+    largest_burst_tokens: int | None = None  # the most tokens that arrived at once
+    token_span_ms: float | None = None  # first token to last token, as they arrived
 
     @property
     def result(self) -> Result:
@@ -60,6 +69,7 @@ class ChatRecord:
         out["tool_calls"] = [tc.__dict__ for tc in self.tool_calls]
         out["failure"] = self.failure.value if self.failure else None
         out["result"] = self.result.value
+        out["decode_source"] = self.decode_source.value if self.decode_source else None
         return out
 
 
@@ -86,6 +96,7 @@ class StreamAccumulator:
         self.first_token_s: float | None = None
         self.first_output_s: float | None = None
         self.last_token_s: float | None = None
+        self.token_times_s: list[float] = []  # the arrival time of each chunk that carried a token
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.calls: dict[int, _Call] = {}
@@ -174,6 +185,7 @@ class StreamAccumulator:
                     call.arguments.append(arguments)
                     token = output = True
             if token:
+                self.token_times_s.append(at_s)
                 if self.first_token_s is None:
                     self.first_token_s = at_s
                 self.last_token_s = at_s
@@ -214,11 +226,8 @@ class StreamAccumulator:
                                      f"{self.chunks} chunk(s))")
         elif why is None and not done:
             why = Failure.NO_DONE, "stream ended early (no [DONE])"
-        decode = None
-        if completion is not None and self.first_token_s is not None and self.last_token_s is not None:
-            span = self.last_token_s - self.first_token_s
-            if completion > 1 and span > 0:
-                decode = (completion - 1) / span
+        arrivals = analyse(self.token_times_s)
+        decode, source = decode_figure(arrivals, completion, end_s=end_s)
         e2e = completion / end_s if completion is not None and end_s > 0 else None
         return ChatRecord(
             ok=why is None, error=None if why is None else why[1], failure=None if why is None else why[0],
@@ -227,7 +236,9 @@ class StreamAccumulator:
             latency_ms=latency_ms, decode_tok_s=decode, e2e_tok_s=e2e,
             prompt_tokens=prompt, completion_tokens=completion, text="".join(self.text),
             reasoning="".join(self.reasoning), tool_calls=self.tool_calls(), finish_reason=self.finish_reason,
-            chunks=self.chunks, http_status=http_status, retried=retried)
+            chunks=self.chunks, http_status=http_status, retried=retried, decode_source=source,
+            decode_measurable=arrivals.measurable, token_chunks=arrivals.token_chunks, arrivals=arrivals.arrivals,
+            largest_burst_tokens=arrivals.largest_burst_tokens(completion), token_span_ms=arrivals.span_s * 1000)
 
 
 def consume(acc: StreamAccumulator, events: list[str], at_s: float) -> bool:

@@ -62,4 +62,5 @@ def targets_for(cfg: HostConfig, suites: dict[str, Suite], *, service: str | Non
 
 def make_target(svc: Service, suites: list[str], base_url: str) -> Target:
     return Target(service=svc.name, base_url=base_url, model=model_of(svc), suites=tuple(suites),
-                  health_path=svc.role_vars.get("health_path") or "/health")
+                  health_path=svc.role_vars.get("health_path") or "/health",
+                  metrics_path="/metrics" if svc.role == "vllm" else None)

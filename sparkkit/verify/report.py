@@ -84,9 +84,28 @@ def render_markdown(run: Verification, charts: dict[str, str]) -> str:
                 if now is None and before is None:
                     continue
                 change = f"{(now / before - 1) * 100:+.0f}%" if now is not None and before else "-"
+                if key == "decode_tok_s_p50":  # which figure each is (a baseline without a label: the client's)
+                    before_s = _n(before, unit) + (f" ({prev.get('decode_source') or 'client'})" if before else "")
+                    now_s = _n(now, unit) + (f" ({m.get('decode_source')})" if now is not None else "")
+                    rows.append([svc, label, before_s, now_s, change])
+                    continue
                 rows.append([svc, label, _n(before, unit), _n(now, unit), change])
         out.append(tabulate(rows, ["service", "metric", "previous", "now", "change"], tablefmt=FMT)
                    if rows else "No chat service was measured.")
+    sides = [(svc, m) for svc, m in run.metrics.items() if m.get("server")]
+    if sides:
+        rows = [[svc, _n(m.get("ttft_p50_ms"), " ms"), _n(m["server"].get("ttft_mean_ms"), " ms"),
+                 _n(m["server"].get("ttft_gap_ms"), " ms"),
+                 f"{_n(m.get('decode_tok_s_p50'))} ({m.get('decode_source') or '-'})",
+                 _n(m["server"].get("decode_tok_s")), _n(m["server"].get("queue_mean_ms"), " ms"),
+                 _n(m["server"].get("prefill_mean_ms"), " ms")] for svc, m in sides]
+        out += ["", "## Server-side and client-side timing", "",
+                tabulate(rows, ["service", "client TTFT p50", "server TTFT mean", "delivery gap (TTFT)",
+                                "decode tok/s (figure)", "server decode tok/s", "server queue mean",
+                                "server prefill mean"], tablefmt=FMT),
+                "", "The server's means are over the chat suites' windows (its /metrics before and after each "
+                    "suite); the gap is the client's TTFT mean minus the server's over the same requests: "
+                    "response delivery. Per suite in the service sections below."]
     mem = run.memory or {}
     if mem:
         out += ["", "## Memory Profile", ""]
@@ -133,7 +152,9 @@ def render_markdown(run: Verification, charts: dict[str, str]) -> str:
                 for s in run.settings]
         out += ["", "## Effective Settings", "", tabulate(rows, ["service", "image", "command", "env"], tablefmt=FMT)]
     out += ["", "TTFT: first token of any kind; TTFO: first content or tool-call token; decode tok/s = (tokens − 1) / "
-                "(last token − first token); e2e tok/s = tokens / request time; tokens from the server's usage.", ""]
+                "(last token − first token) when the client could measure it (client), else the server's "
+                "1 / mean inter-token latency (server), else (tokens − 1) / request time (e2e lower bound); "
+                "e2e tok/s = tokens / request time; tokens from the server's usage.", ""]
     return "\n".join(out)
 
 
@@ -164,8 +185,13 @@ def console_summary(run: Verification, folder: Path) -> str:
         lines.append(f"  FAIL {g.service}/{g.name}: {g.observed} (needs {g.threshold}) — {g.why}")
     for svc, m in run.metrics.items():
         if m.get("ttft_p50_ms") is not None:
+            server = m.get("server") or {}
             lines.append(f"  {svc}: TTFT p50 {_n(m['ttft_p50_ms'], ' ms', 0)}, decode p50 "
-                         f"{_n(m.get('decode_tok_s_p50'), ' tok/s')}")
+                         f"{_n(m.get('decode_tok_s_p50'), ' tok/s')}"
+                         + (f" ({m['decode_source']})" if m.get("decode_source") else "")
+                         + (f"; server TTFT mean {_n(server['ttft_mean_ms'], ' ms', 0)}, delivery gap "
+                            f"{_n(server.get('ttft_gap_ms'), ' ms', 0)}" if server.get("ttft_mean_ms") is not None
+                            else ""))
     mem = run.memory or {}
     if mem.get("headroom_gib") is not None:
         lines.append(f"  memory: total {_n(mem.get('total_gib'), ' GiB')}, headroom {_n(mem['headroom_gib'], ' GiB')}")
