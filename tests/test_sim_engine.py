@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
+import re
 import sys
 
 import pytest
@@ -148,9 +149,9 @@ def chat(text, **extra):
     return {"model": "m", "messages": [{"role": "user", "content": text}], **extra}
 
 
-RULES = [(__import__("re").compile("cats"), {"tool_call": {"name": "shot", "arguments": {"query": "cats"}},
+RULES = [(re.compile("cats"), {"tool_call": {"name": "shot", "arguments": {"query": "cats"}},
                                             "content": "No tools."}),
-         (__import__("re").compile("raw"), {"raw": "<tool_call> garbled"})]
+         (re.compile("raw"), {"raw": "<tool_call> garbled"})]
 
 
 def test_every_raw_token_takes_a_decode_slot_and_counts(settings):
@@ -171,7 +172,7 @@ def test_chunk_tokens_group_by_kind_and_go_with_the_last(settings, monkeypatch):
 
 
 def test_tool_calls_through_the_parser_and_the_guided_path(settings):
-    tools = TOOLS[:0] + [{"type": "function", "function": {"name": "shot", "parameters": {
+    tools = [{"type": "function", "function": {"name": "shot", "parameters": {
         "type": "object", "properties": {"query": {"type": "string"}}}}}]
     plan = vllm_engine.plan_chat(chat("cats", tools=tools, chat_template_kwargs={"enable_thinking": False}),
                                  RULES, settings, options())
@@ -256,11 +257,11 @@ def test_metrics_labels_and_server_side_timing():
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line and not line.startswith("#")}
     lab = 'engine="0",model_name="annie"'
-    assert samples[f'vllm:request_success_total{{engine="0",finished_reason="stop",model_name="annie"}}'] == 1
+    assert samples['vllm:request_success_total{engine="0",finished_reason="stop",model_name="annie"}'] == 1
     assert samples[f"vllm:generation_tokens_total{{{lab}}}"] == 5
     assert samples[f"vllm:inter_token_latency_seconds_count{{{lab}}}"] == 4
     assert samples[f"vllm:inter_token_latency_seconds_sum{{{lab}}}"] == pytest.approx(0.08)
-    assert samples[f'vllm:inter_token_latency_seconds_bucket{{engine="0",le="0.025",model_name="annie"}}'] == 4
+    assert samples['vllm:inter_token_latency_seconds_bucket{engine="0",le="0.025",model_name="annie"}'] == 4
     assert samples[f"vllm:time_to_first_token_seconds_sum{{{lab}}}"] == pytest.approx(0.2)
     assert samples[f"vllm:request_decode_time_seconds_sum{{{lab}}}"] == pytest.approx(0.08)
     assert samples[f"vllm:request_prefill_time_seconds_sum{{{lab}}}"] == pytest.approx(0.2)

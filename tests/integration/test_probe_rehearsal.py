@@ -4,6 +4,7 @@ tunnel, with the simulators' configured truth to measure against."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import httpx
@@ -112,6 +113,10 @@ def test_a_bursty_server_bursts_at_the_client_and_the_suite_still_runs(deployed,
     computes it, on the honest-decode branch.)"""
     deployed.set_service("vllm-nemotron", env={"SIM_DELIVERY": "burst", "SIM_BURST_TOKENS": "0"})
     assert main(deployed.args("deploy")) == 0
+    # the flags the inventory renders reach the simulator, which says which parsers it plays
+    cid = deployed.containers()["vllm-nemotron"]["Id"]
+    logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True).stdout
+    assert "burst delivery; reasoning parser nano_v3, tool parser qwen3_coder" in logs
     url = f"http://127.0.0.1:{deployed.ports['vllm-nemotron']}"
     payload = {"model": "nemotron", "stream": True, "chat_template_kwargs": {"enable_thinking": False},
                "messages": [{"role": "user", "content": "Explain how a refrigerator keeps food cold."}]}
