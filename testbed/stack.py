@@ -124,6 +124,10 @@ class Stack:
             data["services"][name]["port"] = port
             data["services"][name]["container_port"] = INNER[name]
         data["services"]["ollama"]["volumes"] = []  # no named volume left behind
+        vllm_image = os.environ.get("SPARKKIT_IT_VLLM_IMAGE")  # a vLLM simulator image of one's own
+        if vllm_image:
+            for name in ("vllm-annie", "vllm-nemotron"):
+                data["services"][name]["image"] = vllm_image
         self._write_host_vars(data)
 
     def _host_vars(self) -> dict:

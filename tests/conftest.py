@@ -26,7 +26,7 @@ GROUPS = {
 SLOW_GROUPS = (
     "tests/integration/test_faults.py",           # 250: the fault matrix
     "netns",                                      # 210: test_fleet.py, then test_placement.py
-    "tests/integration/test_verify_failures.py",  # 190: deploy-and-verify four times, three rollbacks
+    "tests/integration/test_verify_failures.py",  # 190+: deploy-and-verify five times, four rollbacks
     "tests/integration/test_verify.py",           # 160: deploy-and-verify with every suite, verify, a rollback
     "verify-first-deploy",                        # 35
 )

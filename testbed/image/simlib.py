@@ -179,6 +179,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "sim/1"
     get_routes = {}   # path -> callable(query: dict) -> Response | Stream
     post_routes = {}  # path -> callable(payload) -> Response | Stream
+    not_found = None    # callable(method, path) -> Response: a path no route serves
+    not_allowed = None  # callable(method, path) -> Response: a route of the other method
+    bad_body = None     # callable(raw: bytes) -> Response: a POST body that is no JSON object
 
     def setup(self):
         super().setup()
@@ -223,7 +226,13 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         route = routes.get(url.path)
         if route is None:
-            self._send(Response(404, {"error": "not found (sim)", "path": url.path}))
+            other = self.post_routes if routes is self.get_routes else self.get_routes
+            if url.path in other and self.not_allowed:
+                self._send(self.not_allowed(self.command, url.path))
+            elif self.not_found:
+                self._send(self.not_found(self.command, url.path))
+            else:
+                self._send(Response(404, {"error": "not found (sim)", "path": url.path}))
             return
         try:
             resp = route(arg(url))
@@ -248,7 +257,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            self._send(Response(400, {"error": "request body must be a JSON object"}))
+            self._send(self.bad_body(raw) if self.bad_body else
+                       Response(400, {"error": "request body must be a JSON object"}))
             return
         self._dispatch(self.post_routes, lambda _url: payload)
 
@@ -267,12 +277,17 @@ class Server(ThreadingHTTPServer):
         log(f"WARNING sim connection from {client_address[0]}: {type(exc).__name__}: {exc}")
 
 
-def serve(port, get_routes, banner, host="0.0.0.0", post_routes=None):
-    """Run the server forever (until a signal or a fault ends the process)."""
+def serve(port, get_routes, banner, host="0.0.0.0", post_routes=None, not_found=None,
+          not_allowed=None, bad_body=None):
+    """Run the server forever (until a signal or a fault ends the process). not_found,
+    not_allowed and bad_body (optional) shape the answers to requests no route takes."""
     install_process_behaviour()
     handler = type("RouteHandler", (Handler,), {
         "get_routes": dict(get_routes),
         "post_routes": dict(post_routes or {}),
+        "not_found": staticmethod(not_found) if not_found else None,
+        "not_allowed": staticmethod(not_allowed) if not_allowed else None,
+        "bad_body": staticmethod(bad_body) if bad_body else None,
     })
     try:
         httpd = Server((host, int(port)), handler)

@@ -4,7 +4,10 @@ tunnel, with the simulators' configured truth to measure against."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
+import httpx
 import pytest
 
 from sparkkit.cli.main import main
@@ -100,3 +103,38 @@ def test_searxng_without_json_format_is_a_clear_403(deployed, capsys, tmp_path):
     assert code == 1
     row = result(by_service(data)["searxng"], "websearch")["summary"][0]
     assert row["ok"] == 0 and "json format is not enabled" in row["errors"][0]
+
+
+def test_a_bursty_server_bursts_at_the_client_and_the_suite_still_runs(deployed, capsys, tmp_path):
+    """SIM_DELIVERY=burst: the server decodes at TRUTH_TOK_S but the whole answer reaches the client
+    within 2 ms, as issue #17 measured on real vLLM. Measured here on the raw SSE arrivals through the
+    published port; /metrics keeps the server-side inter-token latency; the probe suite runs with no
+    failed request. (The kit's labelled decode figure for such a server is asserted where sparkkit/probe
+    computes it, on the honest-decode branch.)"""
+    deployed.set_service("vllm-nemotron", env={"SIM_DELIVERY": "burst", "SIM_BURST_TOKENS": "0"})
+    assert main(deployed.args("deploy")) == 0
+    # the flags the inventory renders reach the simulator, which says which parsers it plays
+    cid = deployed.containers()["vllm-nemotron"]["Id"]
+    logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True).stdout
+    assert "burst delivery; reasoning parser nano_v3, tool parser qwen3_coder" in logs
+    url = f"http://127.0.0.1:{deployed.ports['vllm-nemotron']}"
+    payload = {"model": "nemotron", "stream": True, "chat_template_kwargs": {"enable_thinking": False},
+               "messages": [{"role": "user", "content": "Explain how a refrigerator keeps food cold."}]}
+    arrivals = []
+    with httpx.stream("POST", url + "/v1/chat/completions", json=payload, timeout=30) as resp:
+        t0 = time.perf_counter()
+        for line in resp.iter_lines():
+            if line.startswith("data: {") and '"content":"' in line and '"role"' not in line:
+                arrivals.append(time.perf_counter() - t0)
+    assert len(arrivals) > 100
+    assert arrivals[-1] - arrivals[0] < 0.002, (arrivals[0], arrivals[-1])  # one burst
+    assert arrivals[0] > len(arrivals) / TRUTH_TOK_S * 0.9  # held until the whole answer was decoded
+    text = httpx.get(url + "/metrics", timeout=5).text
+    itl = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+           if line.startswith("vllm:inter_token_latency_seconds_") and 'le="' not in line}
+    assert itl["vllm:inter_token_latency_seconds_sum"] / itl["vllm:inter_token_latency_seconds_count"] == \
+        pytest.approx(1 / TRUTH_TOK_S, rel=0.25)
+    code, text, err, data = probe(deployed, capsys, tmp_path, "--service", "vllm-nemotron", "--suite", "standard")
+    assert code == 0, err
+    records = [r for res in by_service(data)["vllm-nemotron"]["results"] for r in res["records"]]
+    assert records and all(r["ok"] for r in records)

@@ -1,9 +1,11 @@
 """deploy-and-verify rolls back on each kind of failing gate: a crash during the suite, memory beyond
-the headroom, a decode rate below its gate. A stack of its own (apart from test_verify.py's, so that
+the headroom, a decode rate below its gate, a tool parser that swallows the answers. A stack of its own (apart from test_verify.py's, so that
 both modules can run at once), first deployed and verified once: the release the tests roll back to.
 Each test checks what runs on the host afterwards."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -61,3 +63,21 @@ def test_decode_slower_than_its_gate_rolls_back(good, capsys):
     assert ("vllm-nemotron", "decode tok/s p50") in failed_gates(report)
     assert_rolled_back(good, report, before)
     assert "SIM_DECODE_TOK_S=1000" in env_of(good, "vllm-nemotron")
+
+
+def test_answers_a_tool_parser_swallows_are_failed_requests_and_roll_back(good, capsys):
+    """The model starts a tool call it never writes out: vLLM's qwen3_coder parser (the flags the
+    inventory renders) swallows everything after <tool_call>, so each stream of the tools suite ends
+    with neither content nor a call (issue #17). Those are failed requests, never 0 ms answers."""
+    before = good.current()
+    garbled = [{"match": ".", "raw": "<tool_call> let me look that up for you"}]
+    good.set_service("vllm-annie", env={"SIM_RULES_JSON": json.dumps(garbled)}, probe_suites=["tools"])
+    code, out, err, report, _ = verify(good, capsys)
+    good.set_service("vllm-annie", env={"SIM_RULES_JSON": ""}, probe_suites=["standard"])
+    assert code == 1
+    failed = failed_gates(report)
+    assert ("host", "failed requests") in failed and ("vllm-annie", "tools accuracy") in failed
+    annie = next(p for p in report["probes"] if p["service"] == "vllm-annie")
+    records = [r for res in annie["results"] for r in res["records"]]
+    assert records and all(not r["ok"] and r["error"] for r in records)  # every request offers tools
+    assert_rolled_back(good, report, before)
