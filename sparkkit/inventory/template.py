@@ -1,0 +1,162 @@
+"""Jinja2 in variable values, evaluated as Ansible does: lazily, with the host's own variables
+(a value may use another, which may use a third), ``inventory_hostname``,
+``inventory_hostname_short``, ``group_names``, ``groups`` and ``hostvars``; a value that is one
+expression keeps its type (``{{ 5 }}`` is a number), text around it makes text; ``!unsafe`` text is
+never evaluated. What cannot be evaluated (an undefined variable, an unknown filter, a syntax
+error, a loop between variables) is refused with the file and key, never kept as literal text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from itertools import chain, islice
+from typing import Any, Callable, Iterator
+
+import jinja2
+from jinja2.nativetypes import NativeEnvironment
+
+from sparkkit.errors import InputError
+from sparkkit.inventory.yamltext import Unsafe
+
+MARKERS = ("{{", "{%", "{#")
+
+
+def _concat(values: Iterator[Any]) -> Any:
+    head = list(islice(values, 2))
+    if not head:
+        return ""
+    if len(head) == 1:
+        return head[0]
+    return "".join(str(v) for v in chain(head, values))
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("yes", "on", "1", "true", "t", "y")
+
+
+def _ternary(value: Any, true_val: Any, false_val: Any, none_val: Any = None) -> Any:
+    if value is None and none_val is not None:
+        return none_val
+    return true_val if value else false_val
+
+
+class _Env(NativeEnvironment):
+    concat = staticmethod(_concat)
+
+
+def make_env() -> jinja2.Environment:
+    env = _Env(undefined=jinja2.StrictUndefined)
+    env.filters.update({"bool": _bool, "ternary": _ternary, "to_json": lambda v, **kw: json.dumps(v, **kw),
+                        "to_nice_json": lambda v, **kw: json.dumps(v, indent=4, sort_keys=True, **kw),
+                        "quote": lambda v: __import__("shlex").quote(str(v))})
+    return env
+
+
+ENV = make_env()
+
+
+def needs_template(value: Any) -> bool:
+    return isinstance(value, str) and not isinstance(value, Unsafe) and any(m in value for m in MARKERS)
+
+
+class TemplateFailure(Exception):
+    def __init__(self, path: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class LazyVars(Mapping):
+    """A host's variables, each evaluated when a template first reads it."""
+
+    def __init__(self, raw: dict, magic: dict):
+        self.raw = raw
+        self.magic = magic
+        self.done: dict[str, Any] = {}
+        self.busy: list[str] = []
+        self.used: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        if self.busy:
+            self.used.add(key)
+        if key in self.done:
+            return self.done[key]
+        if key not in self.raw:
+            if key in self.magic:
+                return self.magic[key]
+            return ENV.globals[key]
+        if key in self.busy:
+            raise TemplateFailure((key,), f"variables refer to each other in a loop: {' -> '.join(self.busy + [key])}")
+        self.busy.append(key)
+        try:
+            value = self.resolve(self.raw[key], (key,))
+        finally:
+            self.busy.pop()
+        self.done[key] = value
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.raw or key in self.magic or key in ENV.globals
+
+    def __iter__(self):
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def resolve(self, value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: self.resolve(v, path + (str(k),)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v, path) for v in value]
+        if not needs_template(value):
+            return value
+        try:
+            template = ENV.from_string(value)
+            ctx = template.new_context(self, shared=True)
+            return _concat(template.root_render_func(ctx))
+        except TemplateFailure:
+            raise
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateFailure(path, f"cannot evaluate {value!r}: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise TemplateFailure(path, f"cannot evaluate {value!r}: {exc.message or type(exc).__name__}") from None
+        except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+            raise TemplateFailure(path, f"cannot evaluate {value!r}: {type(exc).__name__}: {exc}") from None
+        except RecursionError:
+            raise TemplateFailure(path, f"cannot evaluate {value!r}: nested too deeply") from None
+
+
+class HostVarsView(Mapping):
+    """``hostvars``: every host's variables, computed when a template reads them."""
+
+    def __init__(self, names: list[str], load: Callable[[str], "LazyVars"]):
+        self.names = names
+        self.load = load
+        self.cache: dict[str, LazyVars] = {}
+
+    def __getitem__(self, host: str) -> Any:
+        if host not in self.names:
+            raise KeyError(host)
+        if host not in self.cache:
+            self.cache[host] = self.load(host)
+        return self.cache[host]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def evaluate(raw: dict, magic: dict, origin: Callable[[tuple[str, ...]], str]) -> tuple[dict, set[str]]:
+    """Every value of ``raw`` evaluated; returns them and the top-level names templates read."""
+    lazy = LazyVars(raw, magic)
+    try:
+        out = {key: lazy[key] for key in raw}
+    except TemplateFailure as exc:
+        raise InputError(exc.message, source=origin(exc.path), key=".".join(exc.path)) from None
+    return out, lazy.used
