@@ -109,14 +109,19 @@ class VarsFiles:
 
     def __init__(self, inv: Inventory):
         self.inv = inv
-        self._cache: dict[Path, Node | None] = {}
+        self._cache: dict[Path, Piece | None] = {}
 
-    def _load(self, path: Path) -> Node | None:
+    def piece(self, path: Path) -> Piece | None:
+        """The file's variables (None for an empty file, which Ansible ignores)."""
         if path not in self._cache:
             display = self.inv.display(path)
             data, lines = load_vars_text(read_text(path, display), display)
-            self._cache[path] = track(Piece(data=data, source=display, file=display, lines=lines)) if data else None
+            self._cache[path] = Piece(data=data, source=display, file=display, lines=lines) if data else None
         return self._cache[path]
+
+    def _load(self, path: Path) -> Node | None:
+        piece = self.piece(path)
+        return None if piece is None else track(piece)
 
     def for_entities(self, kind: str, names: list[str]) -> Node:
         per_source: list[Node] = []
@@ -170,9 +175,9 @@ def host_pieces(inv: Inventory, files: VarsFiles, host: str) -> list[Piece]:
                 continue
             for name in names:
                 for path in find_vars_files(folder, name):
-                    node = files._load(path)
-                    if node is not None:
-                        out.append(Piece(data=plain(node), source=node.origin.source, file=node.origin.file))
+                    piece = files.piece(path)
+                    if piece is not None:
+                        out.append(piece)
         if kind == "group_vars" and names is groups:
             out += inv.hosts[host].pieces
     return out

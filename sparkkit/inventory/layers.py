@@ -136,7 +136,7 @@ def parse_override(text: str) -> dict:
     return value
 
 
-def _inventory(project_dir: Path, sources=()) -> Inventory:
+def load_project_inventory(project_dir: Path, sources=()) -> Inventory:
     project_dir = Path(project_dir)
     if not sources and not (project_dir / "inventory").exists():
         raise InputError(f"no inventory/ under {project_dir.resolve()} (use --project-dir)")
@@ -144,12 +144,12 @@ def _inventory(project_dir: Path, sources=()) -> Inventory:
 
 
 def all_hosts(project_dir: Path, sources=()) -> list[str]:
-    return sorted(_inventory(project_dir, sources).hosts)
+    return sorted(load_project_inventory(project_dir, sources).hosts)
 
 
 def group_members(project_dir: Path, sources=()) -> dict[str, list[str]]:
     """Every group (``all`` and ``ungrouped`` included) -> its hosts, its children's hosts too."""
-    inv = _inventory(project_dir, sources)
+    inv = load_project_inventory(project_dir, sources)
     return {name: inv.group_hosts(name) for name in inv.groups}
 
 
@@ -169,7 +169,7 @@ def host_raw(inv: Inventory, files: VarsFiles, host: str, overrides: list[str] =
 
 def load_host_layers(project_dir: Path, host: str, overrides: list[str] = (), sources=()) -> HostLayers:
     project_dir = Path(project_dir)
-    inv = _inventory(project_dir, sources)
+    inv = load_project_inventory(project_dir, sources)
     if host not in inv.hosts:
         known = ", ".join(sorted(inv.hosts)) or "none"
         where = ", ".join(inv.display(s) for s in inv.sources)
