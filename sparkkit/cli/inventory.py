@@ -34,7 +34,7 @@ def run_inventory(args, say) -> int:
     if args.list:
         inv = load_project_inventory(project, sources)
         files = VarsFiles(inv)
-        hostvars = {h: host_vars_json(host_raw(inv, files, h, args.extra_vars)) for h in inv.hosts}
+        hostvars = {h: host_vars_json(host_raw(inv, files, h, args.extra_vars), mark_unsafe=True) for h in inv.hosts}
         print(dump(list_json(inv, hostvars)))
         return 0
     layers = load_host_layers(project, args.host, args.extra_vars, sources)
@@ -42,5 +42,5 @@ def run_inventory(args, say) -> int:
         inv = load_project_inventory(project, sources)
         print("\n".join(explain(inv, VarsFiles(inv), args.host, layers.node, layers.merged(), args.explain)))
         return 0
-    print(dump(host_vars_json(layers.node)))
+    print(dump(host_vars_json(layers.node, mark_unsafe=False)))
     return 0

@@ -2,7 +2,7 @@
 and ``--explain``: where each value of a host comes from, a thing Ansible cannot tell.
 
 Values are printed as written (templates not evaluated, as ``ansible-inventory`` does; ``!unsafe``
-text as ``{"__ansible_unsafe": ...}``); ``--explain`` shows the evaluated value beside them.
+text as ``{"__ansible_unsafe": ...}`` in ``--list``, plain in ``--host``, as it prints them); ``--explain`` shows the evaluated value beside them.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from sparkkit.inventory.yamltext import Unsafe
 PROFILE = "inventory_legacy"
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, *, mark_unsafe: bool = True) -> Any:
+    """JSON data; ``!unsafe`` text as ``{"__ansible_unsafe": ...}`` where ansible-inventory marks it
+    (``--list``), as plain text where it does not (``--host``)."""
     if isinstance(value, Unsafe):
-        return {"__ansible_unsafe": str(value)}
+        return {"__ansible_unsafe": str(value)} if mark_unsafe else str(value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, mark_unsafe=mark_unsafe) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, mark_unsafe=mark_unsafe) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
@@ -34,8 +36,8 @@ def dump(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=4, ensure_ascii=False)
 
 
-def host_vars_json(node: Node) -> dict:
-    return jsonable(plain(node))
+def host_vars_json(node: Node, *, mark_unsafe: bool) -> dict:
+    return jsonable(plain(node), mark_unsafe=mark_unsafe)
 
 
 def list_json(inv: Inventory, host_vars: dict[str, dict]) -> dict:

@@ -14,7 +14,7 @@ from itertools import chain, islice
 from typing import Any, Callable, Iterator
 
 import jinja2
-from jinja2.nativetypes import NativeEnvironment
+from jinja2.nativetypes import NativeCodeGenerator, NativeEnvironment
 
 from sparkkit.errors import InputError
 from sparkkit.inventory.yamltext import Unsafe
@@ -43,8 +43,16 @@ def _ternary(value: Any, true_val: Any, false_val: Any, none_val: Any = None) ->
     return true_val if value else false_val
 
 
+class _CodeGenerator(NativeCodeGenerator):
+    def _output_const_repr(self, group) -> str:
+        # a value folded while compiling keeps its type when it is the whole template, as at run time
+        values = list(group)
+        return repr(values[0]) if len(values) == 1 else repr("".join(str(v) for v in values))
+
+
 class _Env(NativeEnvironment):
     concat = staticmethod(_concat)
+    code_generator_class = _CodeGenerator
 
 
 def make_env() -> jinja2.Environment:
