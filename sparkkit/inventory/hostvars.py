@@ -110,6 +110,19 @@ class VarsFiles:
     def __init__(self, inv: Inventory):
         self.inv = inv
         self._cache: dict[Path, Piece | None] = {}
+        self._found: dict[tuple[Path, str], list[Path]] = {}
+        self._folders = {kind: [self._folder(s, kind) for s in inv.sources] for kind in ("group_vars", "host_vars")}
+
+    @staticmethod
+    def _folder(source: Path, kind: str) -> Path | None:
+        folder = (source if source.is_dir() else source.parent) / kind
+        return folder if folder.is_dir() else None
+
+    def files(self, folder: Path, name: str) -> list[Path]:
+        key = (folder, name)
+        if key not in self._found:
+            self._found[key] = [] if name.startswith(os.sep) else find_vars_files(folder, name)
+        return self._found[key]
 
     def piece(self, path: Path) -> Piece | None:
         """The file's variables (None for an empty file, which Ansible ignores)."""
@@ -125,17 +138,17 @@ class VarsFiles:
 
     def for_entities(self, kind: str, names: list[str]) -> Node:
         per_source: list[Node] = []
-        for source in self.inv.sources:
-            base = source if source.is_dir() else source.parent
-            folder = base / kind
+        for folder in self._folders[kind]:
             nodes: list[Node] = []
-            if folder.is_dir():
+            if folder is not None:
                 for name in names:
-                    if name.startswith(os.sep):
-                        continue
-                    nodes += [n for n in (self._load(p) for p in find_vars_files(folder, name)) if n is not None]
+                    nodes += [n for n in (self._load(p) for p in self.files(folder, name)) if n is not None]
             per_source.append(fold(nodes, Origin(kind, kind)))
         return fold(per_source, Origin(kind, kind))
+
+    def pieces(self, kind: str, names: list[str]) -> list[Piece]:
+        return [p for folder in self._folders[kind] if folder is not None
+                for name in names for p in map(self.piece, self.files(folder, name)) if p is not None]
 
 
 def sorted_groups(inv: Inventory, names: list[str]) -> list[str]:
@@ -168,16 +181,6 @@ def host_pieces(inv: Inventory, files: VarsFiles, host: str) -> list[Piece]:
     out = list(inv.groups["all"].pieces)
     for g in groups:
         out += inv.groups[g].pieces
-    for kind, names in (("group_vars", ["all"]), ("group_vars", groups), ("host_vars", [host])):
-        for source in inv.sources:
-            folder = (source if source.is_dir() else source.parent) / kind
-            if not folder.is_dir():
-                continue
-            for name in names:
-                for path in find_vars_files(folder, name):
-                    piece = files.piece(path)
-                    if piece is not None:
-                        out.append(piece)
-        if kind == "group_vars" and names is groups:
-            out += inv.hosts[host].pieces
-    return out
+    out += files.pieces("group_vars", ["all"]) + files.pieces("group_vars", groups)
+    out += inv.hosts[host].pieces
+    return out + files.pieces("host_vars", [host])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from itertools import chain, islice
 from typing import Any, Callable, Iterator
 
@@ -64,6 +65,11 @@ def make_env() -> jinja2.Environment:
 
 
 ENV = make_env()
+
+
+@lru_cache(maxsize=4096)
+def _compiled(text: str) -> jinja2.Template:
+    return ENV.from_string(text)
 
 
 def needs_template(value: Any) -> bool:
@@ -123,7 +129,7 @@ class LazyVars(Mapping):
         if not needs_template(value):
             return value
         try:
-            template = ENV.from_string(value)
+            template = _compiled(str(value))
             ctx = template.new_context(self, shared=True)
             return _concat(template.root_render_func(ctx))
         except TemplateFailure:
