@@ -1,13 +1,15 @@
-"""Load an Ansible-style inventory for one host into precedence-ordered layers.
+"""Load one host's variables from the inventory into precedence-ordered layers, as ansible-core
+does (the rules are in ``hostvars.py``; the sources are read by ``sources.py``):
 
-Precedence, lowest first (later layers win; mappings merge key by key, lists are replaced):
+1. group ``all`` inline, then the host's other groups inline (by depth, ``ansible_group_priority``, name)
+2. ``group_vars/all``, then ``group_vars/<group>`` in the same order
+3. the host inline, then ``host_vars/<host>``
+4. the command line ``-e key.path=value`` (value parsed as YAML)
 
-1. role defaults      roles/<role>/defaults/main.yml   (applied under services.<name>)
-2. group all          hosts.yml ``all.vars``, then inventory/group_vars/all.yml
-3. each group         hosts.yml group ``vars``, then inventory/group_vars/<group>.yml
-                      (outer groups before inner ones, then by name)
-4. the host           hosts.yml inline host vars, then inventory/host_vars/<host>.yml
-5. the command line   ``-e key.path=value`` (value parsed as YAML)
+Mappings merge key by key (Ansible's ``hash_behaviour = merge``; its default replaces them), lists
+and scalars are replaced; role defaults sit under all of it (``build.py``). Jinja2 in values is
+evaluated with the host's variables (``template.py``); ``HostLayers.origin`` names the file that
+set a key and ``where`` its line.
 """
 
 from __future__ import annotations

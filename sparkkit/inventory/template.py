@@ -23,12 +23,25 @@ from sparkkit.inventory.yamltext import Unsafe
 MARKERS = ("{{", "{%", "{#")
 
 
+def _defined(value: Any) -> Any:
+    """An undefined value anywhere in the result fails, as in Ansible (``str`` raises for it)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _defined(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _defined(item)
+    return value
+
+
 def _concat(values: Iterator[Any]) -> Any:
     head = list(islice(values, 2))
     if not head:
         return ""
     if len(head) == 1:
-        return head[0]
+        return _defined(head[0])
     return "".join(str(v) for v in chain(head, values))
 
 
