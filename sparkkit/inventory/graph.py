@@ -136,8 +136,22 @@ class Inventory:
             names |= self.ancestors(g)
         return list(names)
 
+    def hosts_in_file_order(self, name: str) -> list[str]:
+        """The hosts of a group and of its descendants, each once, depth first (as written)."""
+        out: list[str] = []
+
+        def walk(g: str) -> None:
+            for h in self.groups[g].hosts:
+                if h not in out:
+                    out.append(h)
+            for kid in self.groups[g].children:
+                walk(kid)
+        walk(name)
+        return out
+
     def group_hosts(self, name: str) -> list[str]:
-        """The hosts of a group and of its descendants, each once."""
+        """The hosts of a group and of its descendants, each once, level by level (Ansible's
+        ``groups`` variable)."""
         out: list[str] = []
         for g in [name, *self.descendants(name)]:
             for h in self.groups[g].hosts:

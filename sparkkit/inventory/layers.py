@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from sparkkit.errors import InputError
-from sparkkit.inventory.hostvars import Node, Origin, VarsFiles, host_node, host_pieces, plain, sorted_groups
+from sparkkit.inventory.hostvars import (Node, Origin, VarsFiles, fold, host_node, host_pieces, plain, sorted_groups,
+                                         track)
 from sparkkit.inventory.graph import Inventory, Piece, check_name  # noqa: F401 (check_name)
 from sparkkit.inventory.sources import load_inventory
 from sparkkit.inventory.template import HostVarsView, LazyVars, evaluate
@@ -42,9 +43,15 @@ class HostLayers:
     groups: tuple[str, ...]
     layers: tuple[Layer, ...]  # lowest precedence first; role defaults are separate
     project_dir: Path
-    node: Node  # the merged variables as written, each with its origin
+    node: Node | None = None  # the merged variables as written, each with its origin (default: the layers merged)
     values: dict | None = None  # the merged variables, templates evaluated
     helpers: frozenset[str] = frozenset()  # top-level variables that templates read
+
+    def __post_init__(self):
+        if self.node is None:
+            root = Origin(f"inventory (host {self.host})", "inventory")
+            pieces = [track(Piece(data=layer.data, source=layer.source, file=layer.source)) for layer in self.layers]
+            object.__setattr__(self, "node", Node(fold(pieces, root).value, root))
 
     def merged(self) -> dict:
         return copy.deepcopy(self.values if self.values is not None else plain(self.node))
@@ -150,9 +157,10 @@ def all_hosts(project_dir: Path, sources=()) -> list[str]:
 
 
 def group_members(project_dir: Path, sources=()) -> dict[str, list[str]]:
-    """Every group (``all`` and ``ungrouped`` included) -> its hosts, its children's hosts too."""
+    """Every group (``all`` and ``ungrouped`` included) -> its hosts, its children's hosts too, in
+    the order they are written (a fleet runs in this order)."""
     inv = load_project_inventory(project_dir, sources)
-    return {name: inv.group_hosts(name) for name in inv.groups}
+    return {name: inv.hosts_in_file_order(name) for name in inv.groups}
 
 
 def magic_vars(inv: Inventory, host: str) -> dict:

@@ -36,8 +36,13 @@ def _unsafe_leaves(value: Any) -> Any:
     return value
 
 
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
 def _build(loader: Any, node: yaml.Node, path: tuple[str, ...], lines: Lines) -> Any:
     unsafe = node.tag == UNSAFE_TAG
+    if not unsafe and node.tag not in (_MAP, _SEQ) and not isinstance(node, yaml.ScalarNode):
+        return loader.construct_object(node, deep=True)  # another tag: the safe loader's rules (or refusal)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict = {}
@@ -58,14 +63,17 @@ def _build(loader: Any, node: yaml.Node, path: tuple[str, ...], lines: Lines) ->
     return loader.construct_object(node, deep=True)
 
 
-def load_text(text: str, display: str) -> tuple[Any, Lines]:
+def load_text(text: str, display: str, loader_class: Any = _LOADER) -> tuple[Any, Lines]:
     """Any YAML document with the lines of its mapping keys."""
-    loader = _LOADER(text)
+    loader = loader_class(text)
     lines: Lines = {}
     try:
         node = loader.get_single_node()
         data = None if node is None else _build(loader, node, (), lines)
     except yaml.YAMLError as exc:
+        if loader_class is not yaml.SafeLoader:  # say it in PyYAML's own words, as everywhere else
+            loader.dispose()
+            return load_text(text, display, yaml.SafeLoader)
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
