@@ -143,3 +143,11 @@ def test_ranges_ini_and_vars_folders_in_a_deploy(tmp_path):
     assert cfg.name == "spark02" and cfg.groups == ("gpus",)
     assert cfg.gpu is True and cfg.keep_releases == 4  # group_vars over the inline [gpus:vars]
     assert cfg.ssh.address == "10.0.0.9"
+
+
+def test_templates_run_in_jinja2s_sandbox(tmp_path, capsys):
+    proj = make_project(tmp_path, {"inventory/group_vars/all.yml":
+                                   "services: {search: {env: {X: \"{{ ''.__class__.__mro__ }}\"}}}"})
+    code, _, err = run(capsys, "render", "box", "--project-dir", str(proj))
+    assert code == 2
+    assert "services.search.env.X: cannot evaluate" in err and "unsafe" in err

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"sparkkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("host", metavar="HOST", help="a host name from inventory/hosts.yml (deploy-and-verify: "
+    common.add_argument("host", metavar="HOST", help="a host name from the inventory (deploy-and-verify: "
                                                       "also a group, or a comma-separated list)")
     common.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
                         help="override an inventory value (highest precedence), e.g. -e services.searxng.port=8081;"

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import jinja2
 from jinja2.nativetypes import NativeCodeGenerator, NativeEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sparkkit.errors import InputError
 from sparkkit.inventory.yamltext import Unsafe
@@ -64,7 +65,8 @@ class _CodeGenerator(NativeCodeGenerator):
         return repr(values[0]) if len(values) == 1 else repr("".join(str(v) for v in values))
 
 
-class _Env(NativeEnvironment):
+class _Env(NativeEnvironment, ImmutableSandboxedEnvironment):
+    """Native types, and Jinja2's sandbox: no private attributes, no changing values in place."""
     concat = staticmethod(_concat)
     code_generator_class = _CodeGenerator
 
@@ -147,7 +149,7 @@ class LazyVars(Mapping):
             return _concat(template.root_render_func(ctx))
         except TemplateFailure:
             raise
-        except jinja2.TemplateSyntaxError as exc:
+        except jinja2.TemplateSyntaxError as exc:  # SecurityError is a TemplateRuntimeError: below
             raise TemplateFailure(path, f"cannot evaluate {value!r}: {exc.message}") from None
         except jinja2.TemplateError as exc:
             raise TemplateFailure(path, f"cannot evaluate {value!r}: {exc.message or type(exc).__name__}") from None
