@@ -117,12 +117,16 @@ def test_templates_reach_the_deploy_with_their_types(tmp_path):
     assert env["WHO"] == "box-gpus" and env["DFLT"] == "d"
 
 
-def test_unsafe_text_is_kept_as_written(tmp_path):
+def test_unsafe_text_is_kept_as_written(tmp_path, capsys):
     proj = make_project(tmp_path, replace={"inventory/host_vars/box.yml":
                                            "ansible_user: deploy\nservices:\n  search:\n    env:\n"
                                            "      RAW: !unsafe '{{ not evaluated }}'\n"})
     cfg = build_config(load_host_layers(proj, "box"))
     assert dict(cfg.service("search").env)["RAW"] == "{{ not evaluated }}"
+    code, _, err = run(capsys, "render", "box", "--out", str(tmp_path / "out"), "--project-dir", str(proj))
+    assert code == 0, err
+    compose = next((tmp_path / "out").rglob("docker-compose.yml")).read_text()
+    assert '"RAW": "{{ not evaluated }}"' in compose
 
 
 def test_an_unused_unknown_variable_is_still_refused(tmp_path):

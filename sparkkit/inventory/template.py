@@ -185,7 +185,18 @@ def evaluate(raw: dict, magic: dict, origin: Callable[[tuple[str, ...]], str]) -
     """Every value of ``raw`` evaluated; returns them and the top-level names templates read."""
     lazy = LazyVars(raw, magic)
     try:
-        out = {key: lazy[key] for key in raw}
+        out = {key: _settled(lazy[key]) for key in raw}
     except TemplateFailure as exc:
         raise InputError(exc.message, source=origin(exc.path), key=".".join(exc.path)) from None
     return out, lazy.used
+
+
+def _settled(value: Any) -> Any:
+    """Evaluated values are final: ``!unsafe`` text becomes plain text (nothing evaluates it later)."""
+    if isinstance(value, Unsafe):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _settled(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_settled(v) for v in value]
+    return value
