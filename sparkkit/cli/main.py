@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an inventory value, as for the other commands")
     p.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),
                    help="folder with inventory/, roles/, templates/ and optional suites/")
+    inventory_option(p)
     return parser
 
 

@@ -84,8 +84,10 @@ def _lookup(data: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
     return True, data
 
 
-def _place(where: str, source: str) -> str:
-    return where if source.startswith(where.split(":")[0]) and "(" not in source else f"{where} {source[source.find('('):]}" if "(" in source else where
+def _place(where: str, source: str, file: str) -> str:
+    """``inventory/hosts.yml:9 (host box)``: the file and line, then what the place is, if more."""
+    more = source[len(file):].strip() if source.startswith(file) else ""
+    return f"{where} {more}" if more else where
 
 
 def explain(inv: Inventory, files: VarsFiles, host: str, node: Node, values: dict, key: str) -> list[str]:
@@ -106,7 +108,7 @@ def explain(inv: Inventory, files: VarsFiles, host: str, node: Node, values: dic
         shown = json.dumps(raw, ensure_ascii=False, default=str)
         if jsonable(evaluated) != raw:
             shown += f" -> {json.dumps(jsonable(evaluated), ensure_ascii=False, default=str)}"
-        lines.append(f"{'.'.join(leaf_path)} = {shown}    from {_place(leaf.origin.text(), leaf.origin.source)}")
+        lines.append(f"{'.'.join(leaf_path)} = {shown}    from {_place(leaf.origin.text(), leaf.origin.source, leaf.origin.file)}")
         for piece in reversed(pieces):
             has, value = _lookup(piece.data, leaf_path)
             if not has or piece.source == leaf.origin.source:
@@ -114,5 +116,5 @@ def explain(inv: Inventory, files: VarsFiles, host: str, node: Node, values: dic
             line = piece.lines.get(leaf_path)
             where = f"{piece.file}:{line}" if line else piece.file
             lines.append(f"    overrides {json.dumps(jsonable(value), ensure_ascii=False, default=str)}"
-                         f" from {_place(where, piece.source)}")
+                         f" from {_place(where, piece.source, piece.file)}")
     return lines
