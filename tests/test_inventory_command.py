@@ -155,3 +155,30 @@ def test_templates_run_in_jinja2s_sandbox(tmp_path, capsys):
     code, _, err = run(capsys, "render", "box", "--project-dir", str(proj))
     assert code == 2
     assert "services.search.env.X: cannot evaluate" in err and "unsafe" in err
+
+
+def test_hostvars_and_groups_reach_other_hosts_values(tmp_path, capsys):
+    proj = make_project(tmp_path, replace={
+        "inventory/hosts.ini": "[gpus]\nbox ansible_host=box.example\nother ansible_host=10.1.1.1 keep_releases=7\n",
+        "inventory/hosts.yml": None,
+    }, overlay={"inventory/host_vars/box.yml":
+                "keep_releases: \"{{ hostvars[groups['gpus'][1]]['keep_releases'] - 1 }}\""})
+    cfg = build_config(load_host_layers(proj, "box"))
+    assert cfg.keep_releases == 6
+    code, out, err = run(capsys, "inventory", "--host", "box", "--explain", "keep_releases", "--project-dir", str(proj))
+    assert code == 0, err
+    assert out.startswith('keep_releases = "{{ hostvars[groups[\'gpus\'][1]][\'keep_releases\'] - 1 }}" -> 6')
+
+
+def test_several_sources_on_the_command_line(tmp_path, capsys):
+    proj = make_project(tmp_path)
+    extra = tmp_path / "extra.ini"
+    extra.write_text("[gpus]\nbox keep_releases=9\nnewbox ansible_host=n.example\n")
+    code, out, err = run(capsys, "inventory", "--list", "--project-dir", str(proj),
+                         "-i", str(proj / "inventory"), "-i", str(extra))
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["gpus"]["hosts"] == ["box", "other", "newbox"]
+    assert data["_meta"]["hostvars"]["box"]["keep_releases"] == 9
+    cfg = build_config(load_host_layers(proj, "box", sources=[proj / "inventory", extra]))
+    assert cfg.keep_releases == 9 and cfg.ssh.user == "deploy"
