@@ -30,8 +30,23 @@ NAMES = ["a", "b", "c", "m"]  # variable names; base_* are set in all.vars and r
 TEMPLATES = ["{{ base_n }}", "{{ base_n + 1 }}", "x-{{ base_s }}", "{{ inventory_hostname }}",
              "{{ missing | default('dflt') }}", "{{ group_names | length }}", "{{ base_m }}"]
 
-scalars = st.one_of(st.integers(-5, 99), st.sampled_from(["s", "t", "two words", "1.5", "yes"]),
-                    st.booleans(), st.sampled_from(TEMPLATES))
+class Unsafe(str):
+    """Written as ``!unsafe`` in YAML files (INI has no such tag: plain text there)."""
+
+
+class Dumper(yaml.SafeDumper):
+    pass
+
+
+Dumper.add_representer(Unsafe, lambda d, v: d.represent_scalar("!unsafe", str(v)))
+
+
+def dump(data) -> str:
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False)
+
+
+scalars = st.one_of(st.integers(-5, 99), st.sampled_from(["s", "t", "two words", "1.5", "yes", "a#b"]),
+                    st.booleans(), st.none(), st.sampled_from(TEMPLATES), st.sampled_from(TEMPLATES).map(Unsafe))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=2), st.dictionaries(st.sampled_from(["x", "y", "z"]), inner, max_size=2)),
     max_leaves=4)
@@ -46,7 +61,8 @@ def inventories(draw, fmt: str | None = None) -> dict:
         parents[g] = draw(st.lists(st.sampled_from(groups[:i]), max_size=2, unique=True)) if i else []
     members = {g: draw(st.lists(st.sampled_from(HOSTS + RANGES), max_size=3, unique=True)) for g in groups}
     loose = draw(st.lists(st.sampled_from(HOSTS + RANGES), max_size=2, unique=True))
-    host_vars = {h: draw(var_maps) for h in HOSTS + RANGES}
+    # a host's variables as written where it appears: under each of its groups, or loose
+    host_vars = {(g, h): draw(var_maps) for g in [*groups, None] for h in HOSTS + RANGES}
     return {
         "format": fmt or draw(st.sampled_from(["yaml", "ini", "both"])),
         "groups": groups, "parents": parents, "members": members, "loose": loose,
@@ -72,7 +88,7 @@ def yaml_text(inv: dict, groups: list[str]) -> str:
         if gvars:
             body["vars"] = gvars
         if inv["members"][g]:
-            body["hosts"] = {h: (inv["host_vars"][h] or None) for h in inv["members"][g]}
+            body["hosts"] = {h: (inv["host_vars"][g, h] or None) for h in inv["members"][g]}
         kids = [k for k in groups if g in inv["parents"][k]]
         if kids:
             body["children"] = {k: (group_body(k) if inv["parents"][k][0] == g else None) for k in kids}
@@ -80,19 +96,29 @@ def yaml_text(inv: dict, groups: list[str]) -> str:
 
     top = {"all": {"vars": {**BASE, **inv["all_vars"]}}}
     if inv["loose"]:
-        top["all"]["hosts"] = {h: (inv["host_vars"][h] or None) for h in inv["loose"]}
+        top["all"]["hosts"] = {h: (inv["host_vars"][None, h] or None) for h in inv["loose"]}
     for g in groups:
         if not inv["parents"][g]:
             top[g] = group_body(g) or None
-    return yaml.safe_dump(top, sort_keys=False)
+    return dump(top)
 
 
 def ini_value(value) -> str:
-    return repr(value)
+    return repr(plain(value))
+
+
+def plain(value):
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def ini_text(inv: dict, groups: list[str], with_base: bool) -> str:
-    lines = [" ".join([h] + [shlex.quote(f"{k}={ini_value(v)}") for k, v in inv["host_vars"][h].items()])
+    lines = [" ".join([h] + [shlex.quote(f"{k}={ini_value(v)}") for k, v in inv["host_vars"][None, h].items()])
              for h in inv["loose"]]
     all_vars = {**(BASE if with_base else {}), **inv["all_vars"]}
     if all_vars:
@@ -100,7 +126,8 @@ def ini_text(inv: dict, groups: list[str], with_base: bool) -> str:
     for g in groups:
         lines.append(f"[{g}]")
         for h in inv["members"][g]:
-            lines.append(" ".join([h] + [shlex.quote(f"{k}={ini_value(v)}") for k, v in inv["host_vars"][h].items()]))
+            lines.append(" ".join([h] + [shlex.quote(f"{k}={ini_value(v)}")
+                                         for k, v in inv["host_vars"][g, h].items()]))
         gvars = dict(inv["group_vars"][g])
         if inv["priority"][g] is not None:
             gvars["ansible_group_priority"] = inv["priority"][g]
@@ -117,12 +144,12 @@ def write_vars(folder: Path, name: str, ext: str, data: dict) -> None:
     if ext == "dir":
         (folder / name).mkdir()
         items = list(data.items())
-        (folder / name / "10.yml").write_text(yaml.safe_dump(dict(items[::2])))
+        (folder / name / "10.yml").write_text(dump(dict(items[::2])))
         (folder / name / "20.json").write_text(json.dumps(dict(items[1::2])))
     elif ext == ".json":
         (folder / f"{name}{ext}").write_text(json.dumps(data))
     else:
-        (folder / f"{name}{ext}").write_text(yaml.safe_dump(data))
+        (folder / f"{name}{ext}").write_text(dump(data))
 
 
 def write_inventory(root: Path, inv: dict) -> list[Path]:
