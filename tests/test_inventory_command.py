@@ -182,3 +182,11 @@ def test_several_sources_on_the_command_line(tmp_path, capsys):
     assert data["_meta"]["hostvars"]["box"]["keep_releases"] == 9
     cfg = build_config(load_host_layers(proj, "box", sources=[proj / "inventory", extra]))
     assert cfg.keep_releases == 9 and cfg.ssh.user == "deploy"
+
+
+def test_a_failing_template_never_shows_the_values_text(tmp_path, capsys):
+    secretish = "hunter2-{{ 1 + }}"  # a value that could be a password with braces in it
+    proj = make_project(tmp_path, {"inventory/group_vars/all.yml": "services: {search: {env: {PW: \"%s\"}}}" % secretish})
+    code, _, err = run(capsys, "render", "box", "--project-dir", str(proj))
+    assert code == 2 and "services.search.env.PW: cannot evaluate its template" in err
+    assert "hunter2" not in err

@@ -137,6 +137,8 @@ class LazyVars(Mapping):
         return len(self.raw)
 
     def resolve(self, value: Any, path: tuple[str, ...]) -> Any:
+        """The value with its templates evaluated. A failure names the key, never the value's text
+        (which may be a password)."""
         if isinstance(value, dict):
             return {k: self.resolve(v, path + (str(k),)) for k, v in value.items()}
         if isinstance(value, list):
@@ -150,13 +152,13 @@ class LazyVars(Mapping):
         except TemplateFailure:
             raise
         except jinja2.TemplateSyntaxError as exc:  # SecurityError is a TemplateRuntimeError: below
-            raise TemplateFailure(path, f"cannot evaluate {value!r}: {exc.message}") from None
+            raise TemplateFailure(path, f"cannot evaluate its template: {exc.message}") from None
         except jinja2.TemplateError as exc:
-            raise TemplateFailure(path, f"cannot evaluate {value!r}: {exc.message or type(exc).__name__}") from None
+            raise TemplateFailure(path, f"cannot evaluate its template: {exc.message or type(exc).__name__}") from None
         except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
-            raise TemplateFailure(path, f"cannot evaluate {value!r}: {type(exc).__name__}: {exc}") from None
+            raise TemplateFailure(path, f"cannot evaluate its template: {type(exc).__name__} (the message could show a value)") from None
         except RecursionError:
-            raise TemplateFailure(path, f"cannot evaluate {value!r}: nested too deeply") from None
+            raise TemplateFailure(path, "cannot evaluate its template: nested too deeply") from None
 
 
 class HostVarsView(Mapping):
