@@ -220,6 +220,15 @@ FIXTURES: dict[str, tuple[dict[str, str], list[str]]] = {
             "box:2222": {x: 1}
             "r[1:2]:22":
         """}, ["inv/hosts.yml"]),
+    # more corners: a host both ungrouped and grouped, sections given as one name, a group written
+    # twice, one group in two sources, priority against depth, JSON, INI value types
+    "ini-ungrouped-then-grouped": ({"h": "a1 x=1\n[g]\na1 y=2\n[g:children]\nlater\n[later]\nl1\n[later:vars]\nansible_group_priority=3\nz=1\n"}, ["h"]),
+    "yaml-string-sections": ({"h.yml": "all:\n  children:\n    my-group:\n      hosts: solo\n      children: sub\n    sub:\n      vars: {v: 1}\n      hosts: {s1: }\n    empty:\n"}, ["h.yml"]),
+    "group-twice-with-vars": ({"h.yml": "all:\n  children:\n    p1:\n      children:\n        c: {vars: {m: {a: 1}, k: 1}, hosts: {h1: {hv: {x: 1}}}}\n    p2:\n      children:\n        c: {vars: {m: {b: 2}}, hosts: {h1: {hv: {y: 2}}}}\n    c:\n      vars: {k: 3}\n", "group_vars/nogroup.yml": "ignored: 1\n"}, ["h.yml"]),
+    "two-sources-same-group": ({"a/h.yml": "all:\n  children:\n    g: {vars: {k: a, m: {a: 1}}, hosts: {h1: }}\n", "a/group_vars/g.yml": "f: a\nm: {fa: 1}\n", "b/h.ini": "[g]\nh2\n[g:vars]\nk=b\n", "b/group_vars/g": "f: b\nm: {fb: 1}\n", "b/group_vars/all.yml": "f: all-b\n"}, ["a/h.yml", "b/h.ini"]),
+    "deep-priority": ({"h.yml": "a:\n  vars: {ansible_group_priority: 10, w: a}\n  hosts: {h: }\nb:\n  vars: {w: b}\n  children:\n    c:\n      vars: {w: c, ansible_group_priority: 0}\n      hosts: {h: }\n"}, ["h.yml"]),
+    "yaml-json-inventory": ({"inv.json": '{"all": {"hosts": {"j1": {"x": 1}}, "children": {"g": {"hosts": {"j2": null}}}}}'}, ["inv.json"]),
+    "ini-values": ({"h.ini": "[g]\nh1 a=1.0 b=None c='x y' d=\"[1,'2']\" e={'k':(1,2)} f=0x1F g=-3 h=abc# i=\n[g:vars]\nq = 'quoted' # not a comment\nr=True\ns = yes\nt = \n"}, ["h.ini"]),
     "the-project-inventory": ({}, []),
 }
 
