@@ -24,7 +24,7 @@ import yaml
 from sparkkit.errors import InputError
 from sparkkit.inventory.hostvars import (Node, Origin, VarsFiles, fold, host_node, host_pieces, plain, sorted_groups,
                                          track)
-from sparkkit.inventory.graph import Inventory, Piece, check_name  # noqa: F401 (check_name)
+from sparkkit.inventory.graph import Inventory, Piece
 from sparkkit.inventory.sources import load_inventory
 from sparkkit.inventory.template import HostVarsView, LazyVars, evaluate
 
