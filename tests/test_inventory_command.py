@@ -97,7 +97,7 @@ def test_a_value_that_cannot_be_evaluated_is_refused(tmp_path, capsys, value, me
 def test_variables_in_a_loop_are_refused(tmp_path):
     proj = make_project(tmp_path, {"inventory/host_vars/box.yml": "a: '{{ b }}'\nb: '{{ a }}'\nkeep_releases: '{{ a }}'"})
     with pytest.raises(InputError, match="in a loop"):
-        load_host_layers(proj, "box")
+        build_config(load_host_layers(proj, "box"))
 
 
 def test_templates_reach_the_deploy_with_their_types(tmp_path):
@@ -190,3 +190,17 @@ def test_a_failing_template_never_shows_the_values_text(tmp_path, capsys):
     code, _, err = run(capsys, "render", "box", "--project-dir", str(proj))
     assert code == 2 and "services.search.env.PW: cannot evaluate its template" in err
     assert "hunter2" not in err
+
+
+def test_a_broken_template_still_prints_and_is_explained(tmp_path, capsys):
+    """As ansible-inventory, --host prints values as written; --explain says why one cannot be evaluated."""
+    proj = make_project(tmp_path, {"inventory/host_vars/box.yml": "keep_releases: '{{ nope + 1 }}'"})
+    code, out, err = run(capsys, "inventory", "--host", "box", "--project-dir", str(proj))
+    assert code == 0, err
+    assert json.loads(out)["keep_releases"] == "{{ nope + 1 }}"
+    code, out, err = run(capsys, "inventory", "--host", "box", "--explain", "keep_releases", "--project-dir", str(proj))
+    assert code == 0, err
+    assert out.splitlines()[0] == ('keep_releases = "{{ nope + 1 }}" -> cannot evaluate its template: '
+                                   "'nope' is undefined    from inventory/host_vars/box.yml:2")
+    code, _, err = run(capsys, "render", "box", "--project-dir", str(proj))
+    assert code == 2 and "inventory/host_vars/box.yml: keep_releases: cannot evaluate its template" in err

@@ -40,7 +40,8 @@ def run_inventory(args, say) -> int:
     layers = load_host_layers(project, args.host, args.extra_vars, sources)
     if args.explain:
         inv = load_project_inventory(project, sources)
-        print("\n".join(explain(inv, VarsFiles(inv), args.host, layers.node, layers.merged(), args.explain)))
+        print("\n".join(explain(inv, VarsFiles(inv), args.host, layers.node, layers.merged(), args.explain,
+                                     dict(layers.failures))))
         return 0
     print(dump(host_vars_json(layers.node, mark_unsafe=False)))
     return 0

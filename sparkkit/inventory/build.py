@@ -227,6 +227,7 @@ def _check_depends(services: dict[str, Service], disabled: set[str], origin) -> 
 
 
 def build_config(layers: HostLayers) -> HostConfig:
+    layers.check()  # a value whose template cannot be evaluated: refused here, where it is used
     data = layers.merged()
     origin = layers.origin
     r = Reader(data, (), origin)

@@ -90,7 +90,8 @@ def _place(where: str, source: str, file: str) -> str:
     return f"{where} {more}" if more else where
 
 
-def explain(inv: Inventory, files: VarsFiles, host: str, node: Node, values: dict, key: str) -> list[str]:
+def explain(inv: Inventory, files: VarsFiles, host: str, node: Node, values: dict, key: str,
+            failures: dict[str, InputError] | None = None) -> list[str]:
     """One line per value under ``key``: the value, evaluated where it is a template, and the file
     and line that set it; then every lower setting it overrides."""
     path = tuple(key.split("."))
@@ -106,7 +107,10 @@ def explain(inv: Inventory, files: VarsFiles, host: str, node: Node, values: dic
         raw = jsonable(leaf.value)
         _, evaluated = _lookup(values, leaf_path)
         shown = json.dumps(raw, ensure_ascii=False, default=str)
-        if jsonable(evaluated) != raw:
+        failure = (failures or {}).get(leaf_path[0])
+        if failure is not None:
+            shown += f" -> {failure.message}"
+        elif jsonable(evaluated) != raw:
             shown += f" -> {json.dumps(jsonable(evaluated), ensure_ascii=False, default=str)}"
         lines.append(f"{'.'.join(leaf_path)} = {shown}    from {_place(leaf.origin.text(), leaf.origin.source, leaf.origin.file)}")
         for piece in reversed(pieces):

@@ -46,12 +46,19 @@ class HostLayers:
     node: Node | None = None  # the merged variables as written, each with its origin (default: the layers merged)
     values: dict | None = None  # the merged variables, templates evaluated
     helpers: frozenset[str] = frozenset()  # top-level variables that templates read
+    failures: tuple[tuple[str, InputError], ...] = ()  # top-level keys whose templates cannot be evaluated
 
     def __post_init__(self):
         if self.node is None:
             root = Origin(f"inventory (host {self.host})", "inventory")
             pieces = [track(Piece(data=layer.data, source=layer.source, file=layer.source)) for layer in self.layers]
             object.__setattr__(self, "node", Node(fold(pieces, root).value, root))
+
+    def check(self, ignore: frozenset[str] = frozenset()) -> None:
+        """Raise the first value that could not be evaluated, except under the keys in ``ignore``."""
+        for key, error in self.failures:
+            if key not in ignore:
+                raise error
 
     def merged(self) -> dict:
         return copy.deepcopy(self.values if self.values is not None else plain(self.node))
@@ -198,8 +205,8 @@ def load_host_layers(project_dir: Path, host: str, overrides: list[str] = (), so
     groups = tuple(g for g in sorted_groups(inv, inv.host_groups(host)) if g != "all")
     layers = HostLayers(host=host, groups=groups, layers=tuple(Layer(source=p.source, data=p.data) for p in pieces),
                         project_dir=project_dir, node=node)
-    values, used = evaluate(plain(node), {**magic_vars(inv, host), "hostvars": view}, layers.origin)
-    return replace(layers, values=values, helpers=frozenset(used))
+    values, used, failures = evaluate(plain(node), {**magic_vars(inv, host), "hostvars": view}, layers.origin)
+    return replace(layers, values=values, helpers=frozenset(used), failures=tuple(failures.items()))
 
 
 def load_role_defaults(project_dir: Path, role: str) -> Layer:

@@ -183,14 +183,21 @@ class HostVarsView(Mapping):
         return len(self.names)
 
 
-def evaluate(raw: dict, magic: dict, origin: Callable[[tuple[str, ...]], str]) -> tuple[dict, set[str]]:
-    """Every value of ``raw`` evaluated; returns them and the top-level names templates read."""
+def evaluate(raw: dict, magic: dict, origin: Callable[[tuple[str, ...]], str]
+             ) -> tuple[dict, set[str], dict[str, InputError]]:
+    """Every value of ``raw`` evaluated. Returns the values, the top-level names templates read, and
+    the error of each top-level key that could not be evaluated (left out of the values): as in
+    Ansible, a failure counts where the value is used (``HostLayers.check``)."""
     lazy = LazyVars(raw, magic)
-    try:
-        out = {key: _settled(lazy[key]) for key in raw}
-    except TemplateFailure as exc:
-        raise InputError(exc.message, source=origin(exc.path), key=".".join(exc.path)) from None
-    return out, lazy.used
+    out: dict = {}
+    failures: dict[str, InputError] = {}
+    for key in raw:
+        try:
+            out[key] = _settled(lazy[key])
+        except TemplateFailure as exc:
+            failures[key] = InputError(exc.message, source=origin(exc.path), key=".".join(exc.path))
+            lazy.busy.clear()
+    return out, lazy.used, failures
 
 
 def _settled(value: Any) -> Any:
