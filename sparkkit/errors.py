@@ -9,6 +9,7 @@ class InputError(Exception):
             key = repr(key)
         self.source = source
         self.key = key
+        self.message = message
         where = ": ".join(part for part in (source, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
 

@@ -18,9 +18,9 @@ from sparkkit.inventory.placement import placement_groups
 
 def load_targets(args, load_one: Callable) -> tuple[list[HostTarget], list[tuple[str, ...]]]:
     project = args.project_dir
-    if not (project / "inventory" / "hosts.yml").exists():
-        raise InputError(f"no inventory/hosts.yml under {project.resolve()} (use --project-dir)")
-    hosts = fp.resolve_hosts(args.host, hosts=all_hosts(project), groups=group_members(project))
+    if not args.inventory and not (project / "inventory").is_dir():
+        raise InputError(f"no inventory/ under {project.resolve()} (use --project-dir or -i)")
+    hosts = fp.resolve_hosts(args.host, hosts=all_hosts(project, args.inventory), groups=group_members(project, args.inventory))
     if args.max_fail_percent is not None and not 0 <= args.max_fail_percent <= 100:
         raise InputError(f"--max-fail-percent must be between 0 and 100, got {args.max_fail_percent:g}")
     if args.max_fail_percent is not None and args.serial is None:

@@ -22,6 +22,7 @@ from sparkkit.inventory.model import HostConfig, accepting_new_host_key
 from sparkkit.deploy.outcome import EXIT_ATTENTION, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DeployResult
 from sparkkit.errors import InputError, OperationError
 from sparkkit.inventory.layers import load_host_layers
+from sparkkit.cli.inventory import add_parser as add_inventory_parser, run_inventory
 from sparkkit.release.render import Release, render_release
 from sparkkit.inventory.secrets import Secrets, load_secrets
 
@@ -52,13 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"sparkkit {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("host", metavar="HOST", help="a host name from inventory/hosts.yml (deploy-and-verify: "
+    common.add_argument("host", metavar="HOST", help="a host name from the inventory (deploy-and-verify: "
                                                       "also a group, or a comma-separated list)")
     common.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
                         help="override an inventory value (highest precedence), e.g. -e services.searxng.port=8081;"
                              " the value is parsed as YAML; repeatable")
     common.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),
                         help="folder with inventory/, roles/, templates/ (default: $SPARKKIT_PROJECT or .)")
+    inventory_option(common)
     ssh = argparse.ArgumentParser(add_help=False)
     ssh.add_argument("--accept-new-host-key", action="store_true",
                      help="trust and record an unknown SSH host key (a changed key is always refused)")
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="remove a lock left by a run that died, then go on")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    add_inventory_parser(sub, inventory_options)
     p = sub.add_parser("render", parents=[common], help="render the release locally, touch no host")
     p.add_argument("--out", type=Path, help="write the files here (default: list them)")
     sub.add_parser("diff", parents=[common, ssh],
@@ -122,14 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an inventory value, as for the other commands")
     p.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),
                    help="folder with inventory/, roles/, templates/ and optional suites/")
+    inventory_option(p)
     return parser
+
+
+def inventory_option(parser) -> None:
+    parser.add_argument("-i", "--inventory", action="append", default=[], type=Path, metavar="SOURCE",
+                        help="an inventory file or folder, as Ansible's -i (repeatable; default: the project's "
+                             "inventory/ folder); group_vars/ and host_vars/ beside each are read")
+
+
+def inventory_options(parser) -> None:
+    """The options of `sparkkit inventory`: those of the other commands, without HOST."""
+    parser.add_argument("-e", "--extra-var", dest="extra_vars", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an inventory value (highest precedence), as for the other commands")
+    parser.add_argument("--project-dir", type=Path, default=Path(os.environ.get("SPARKKIT_PROJECT", ".")),
+                        help="folder with inventory/ (default: $SPARKKIT_PROJECT or .)")
+    inventory_option(parser)
 
 
 def load(args) -> tuple[HostConfig, Secrets, Release]:
     project = args.project_dir
-    if not (project / "inventory" / "hosts.yml").exists():
-        raise InputError(f"no inventory/hosts.yml under {project.resolve()} (use --project-dir)")
-    cfg = build_config(load_host_layers(project, args.host, args.extra_vars))
+    if not args.inventory and not (project / "inventory").is_dir():
+        raise InputError(f"no inventory/ under {project.resolve()} (use --project-dir or -i)")
+    cfg = build_config(load_host_layers(project, args.host, args.extra_vars, args.inventory))
     if getattr(args, "accept_new_host_key", False):
         cfg = accepting_new_host_key(cfg)
     # deploy and diff need the real values; the other commands do not render what they act on
@@ -150,9 +169,9 @@ def is_fleet(args) -> bool:
 
     if args.serial is not None or args.max_fail_percent is not None:
         return True
-    if not (args.project_dir / "inventory" / "hosts.yml").exists():
+    if not args.inventory and not (args.project_dir / "inventory").is_dir():
         return False  # load() says what is missing
-    return names_a_fleet(args.host, hosts=all_hosts(args.project_dir))
+    return names_a_fleet(args.host, hosts=all_hosts(args.project_dir, args.inventory))
 
 
 def _say(text: str) -> None:
@@ -281,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     secrets = Secrets({})
     try:
+        if args.command == "inventory":
+            return run_inventory(args, say=_say)
         if args.command == "probe":
             from sparkkit.cli.probe import run_probe
 

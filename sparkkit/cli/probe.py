@@ -67,7 +67,7 @@ def run_url(args, suites, say) -> tuple[str, list[dict]]:
 def run_host(args, suites, say) -> tuple[str, list[dict]]:
     from sparkkit.host.connect import executor_for
 
-    cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars))
+    cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars, args.inventory))
     chosen = targets_for(cfg, suites, service=args.service, suite=args.suite)
     if not chosen:
         raise InputError(f"no service of {cfg.name} runs suite {args.suite!r}", key="--suite")
@@ -98,7 +98,7 @@ def _mask_of(args):
         return lambda text: text
     from sparkkit.inventory.secrets import load_secrets
 
-    cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars))
+    cfg = build_config(load_host_layers(args.project_dir, args.host, args.extra_vars, args.inventory))
     return load_secrets(cfg, missing=[]).mask
 
 

@@ -230,6 +230,7 @@ def _check_depends(services: dict[str, Service], disabled: set[str], origin) -> 
 
 
 def build_config(layers: HostLayers) -> HostConfig:
+    layers.check()  # a value whose template cannot be evaluated: refused here, where it is used
     data = layers.merged()
     origin = layers.origin
     r = Reader(data, (), origin)
@@ -271,7 +272,7 @@ def build_config(layers: HostLayers) -> HostConfig:
     secrets_file = r.get("secrets_file", str, None, nullable=True)
     host_gates = _host_gates(r, headroom)
     services_raw = r.get("services", dict)
-    r.reject_unknown(HOST_KEYS)
+    r.reject_unknown(HOST_KEYS | layers.helpers)  # a variable other values use is allowed
 
     services: dict[str, Service] = {}
     disabled: set[str] = set()

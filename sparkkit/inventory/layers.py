@@ -1,25 +1,32 @@
-"""Load an Ansible-style inventory for one host into precedence-ordered layers.
+"""Load one host's variables from the inventory into precedence-ordered layers, as ansible-core
+does (the rules are in ``hostvars.py``; the sources are read by ``sources.py``):
 
-Precedence, lowest first (later layers win; mappings merge key by key, lists are replaced):
+1. group ``all`` inline, then the host's other groups inline (by depth, ``ansible_group_priority``, name)
+2. ``group_vars/all``, then ``group_vars/<group>`` in the same order
+3. the host inline, then ``host_vars/<host>``
+4. the command line ``-e key.path=value`` (value parsed as YAML)
 
-1. role defaults      roles/<role>/defaults/main.yml   (applied under services.<name>)
-2. group all          hosts.yml ``all.vars``, then inventory/group_vars/all.yml
-3. each group         hosts.yml group ``vars``, then inventory/group_vars/<group>.yml
-                      (outer groups before inner ones, then by name)
-4. the host           hosts.yml inline host vars, then inventory/host_vars/<host>.yml
-5. the command line   ``-e key.path=value`` (value parsed as YAML)
+Mappings merge key by key (Ansible's ``hash_behaviour = merge``; its default replaces them), lists
+and scalars are replaced; role defaults sit under all of it (``build.py``). Jinja2 in values is
+evaluated with the host's variables (``template.py``); ``HostLayers.origin`` names the file that
+set a key and ``where`` its line.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from sparkkit.errors import InputError
+from sparkkit.inventory.hostvars import (Node, Origin, VarsFiles, fold, host_node, host_pieces, plain, sorted_groups,
+                                         track)
+from sparkkit.inventory.graph import Inventory, Piece
+from sparkkit.inventory.sources import load_inventory
+from sparkkit.inventory.template import HostVarsView, LazyVars, evaluate
 
 CLI_SOURCE = "command line -e"
 
@@ -36,23 +43,41 @@ class HostLayers:
     groups: tuple[str, ...]
     layers: tuple[Layer, ...]  # lowest precedence first; role defaults are separate
     project_dir: Path
+    node: Node | None = None  # the merged variables as written, each with its origin (default: the layers merged)
+    values: dict | None = None  # the merged variables, templates evaluated
+    helpers: frozenset[str] = frozenset()  # top-level variables that templates read
+    failures: tuple[tuple[str, InputError], ...] = ()  # top-level keys whose templates cannot be evaluated
+
+    def __post_init__(self):
+        if self.node is None:
+            root = Origin(f"inventory (host {self.host})", "inventory")
+            pieces = [track(Piece(data=layer.data, source=layer.source, file=layer.source)) for layer in self.layers]
+            object.__setattr__(self, "node", Node(fold(pieces, root).value, root))
+
+    def check(self, ignore: frozenset[str] = frozenset()) -> None:
+        """Raise the first value that could not be evaluated, except under the keys in ``ignore``."""
+        for key, error in self.failures:
+            if key not in ignore:
+                raise error
 
     def merged(self) -> dict:
-        result: dict = {}
-        for layer in self.layers:
-            result = deep_merge(result, layer.data)
-        return result
+        return copy.deepcopy(self.values if self.values is not None else plain(self.node))
 
     def defines(self, path: tuple[str, ...]) -> bool:
         return any(has_path(layer.data, path) for layer in self.layers)
 
     def origin(self, path: tuple[str, ...]) -> str:
         """The file that set ``path``; for a missing key, the file that set its nearest parent."""
-        for depth in range(len(path), 0, -1):
-            for layer in reversed(self.layers):
-                if has_path(layer.data, path[:depth]):
-                    return layer.source
-        return f"inventory (host {self.host})"
+        return self.where(path).source
+
+    def where(self, path: tuple[str, ...]) -> Origin:
+        """The origin (file, place, line) of ``path``, or of its nearest parent that is set."""
+        node = self.node
+        for part in path:
+            if not isinstance(node.value, dict) or part not in node.value:
+                break
+            node = node.value[part]
+        return node.origin
 
 
 def deep_merge(low: dict, high: dict) -> dict:
@@ -127,137 +152,61 @@ def parse_override(text: str) -> dict:
     return value
 
 
-def _groups_of(tree: dict, host: str, source: str) -> tuple[list[tuple[int, str, dict]], dict | None]:
-    """Walk hosts.yml; return the (depth, group, inline vars) chain containing ``host`` and its inline vars."""
-    found: list[tuple[int, str, dict]] = []
-    host_vars: dict | None = None
-
-    def walk(name: str, node: Any, depth: int, path: str) -> bool:
-        nonlocal host_vars
-        if node is None:
-            node = {}
-        if not isinstance(node, dict):
-            raise InputError(f"expected a mapping, got {type(node).__name__}", source=source, key=path)
-        unknown = set(node) - {"hosts", "children", "vars"}
-        if unknown:
-            raise InputError(f"unknown key {sorted(unknown)[0]!r} (expected hosts, children, vars)",
-                             source=source, key=path)
-        inline = node.get("vars") or {}
-        if not isinstance(inline, dict):
-            raise InputError("expected a mapping", source=source, key=f"{path}.vars")
-        hit = False
-        hosts = node.get("hosts") or {}
-        if not isinstance(hosts, dict):
-            raise InputError("expected a mapping of host names", source=source, key=f"{path}.hosts")
-        for name_in_file in hosts:
-            check_name(name_in_file, source=source, key=f"{path}.hosts")
-        if host in hosts:
-            hvars = hosts[host] or {}
-            if not isinstance(hvars, dict):
-                raise InputError("expected a mapping", source=source, key=f"{path}.hosts.{host}")
-            host_vars = deep_merge(host_vars or {}, hvars)
-            hit = True
-        children = node.get("children") or {}
-        if not isinstance(children, dict):
-            raise InputError("expected a mapping of groups", source=source, key=f"{path}.children")
-        for child, sub in children.items():
-            check_name(child, source=source, key=f"{path}.children")
-            if walk(child, sub, depth + 1, f"{path}.children.{child}"):
-                hit = True
-        if hit:
-            found.append((depth, name, inline))
-        return hit
-
-    for top, node in tree.items():
-        check_name(top, source=source, key="")
-        walk(top, node, 0 if top == "all" else 1, top)
-    return found, host_vars
-
-
-def check_name(name: Any, *, source: str, key: str) -> None:
-    """A host or group name is one printable word: no space, line break or control character (it is
-    shown in messages and written into a comment of the rendered compose file)."""
-    if not isinstance(name, str) or not name or not name.isprintable() or any(c.isspace() for c in name):
-        raise InputError(f"not a valid host or group name: {name!r} (one word of printable characters)",
-                         source=source, key=key)
-
-
-def all_hosts(project_dir: Path) -> list[str]:
-    tree = load_yaml_file(project_dir / "inventory" / "hosts.yml", "inventory/hosts.yml")
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            hosts = node.get("hosts")
-            if isinstance(hosts, dict):
-                names.update(str(h) for h in hosts)
-            children = node.get("children")
-            if isinstance(children, dict):
-                for sub in children.values():
-                    walk(sub)
-
-    for node in tree.values():
-        walk(node)
-    return sorted(names)
-
-
-def group_members(project_dir: Path) -> dict[str, list[str]]:
-    """Every group of hosts.yml (``all`` included) -> its hosts, children's hosts too, in file order."""
-    tree = load_yaml_file(project_dir / "inventory" / "hosts.yml", "inventory/hosts.yml")
-    groups: dict[str, list[str]] = {}
-
-    def walk(name: str, node: Any) -> list[str]:
-        members: list[str] = []
-        if isinstance(node, dict):
-            hosts = node.get("hosts")
-            if isinstance(hosts, dict):
-                members += [str(h) for h in hosts]
-            children = node.get("children")
-            if isinstance(children, dict):
-                for child, sub in children.items():
-                    members += walk(str(child), sub)
-        unique = list(dict.fromkeys(members))
-        groups[name] = list(dict.fromkeys(groups.get(name, []) + unique))
-        return unique
-
-    for top, node in tree.items():
-        walk(str(top), node)
-    groups.setdefault("all", sorted({h for m in groups.values() for h in m}))
-    return groups
-
-
-def load_host_layers(project_dir: Path, host: str, overrides: list[str] = ()) -> HostLayers:
+def load_project_inventory(project_dir: Path, sources=()) -> Inventory:
     project_dir = Path(project_dir)
-    inv = project_dir / "inventory"
-    hosts_src = "inventory/hosts.yml"
-    tree = load_yaml_file(inv / "hosts.yml", hosts_src)
-    chain, host_inline = _groups_of(tree, host, hosts_src)
-    if host_inline is None:
-        known = ", ".join(all_hosts(project_dir)) or "none"
-        raise InputError(f"host {host!r} is not in the inventory (known hosts: {known})", source=hosts_src)
+    if not sources and not (project_dir / "inventory").exists():
+        raise InputError(f"no inventory/ under {project_dir.resolve()} (use --project-dir)")
+    return load_inventory(project_dir, [Path(s) for s in sources])
 
-    layers: list[Layer] = []
-    groups = sorted({(depth, name): inline for depth, name, inline in chain}.items())
-    # 'all' first, whether or not hosts.yml spells it out.
-    names = ["all"] + [name for (_, name), _ in groups if name != "all"]
-    inline_by_name = {name: inline for (_, name), inline in groups}
-    for name in names:
-        if inline_by_name.get(name):
-            layers.append(Layer(source=f"{hosts_src} ({name}.vars)", data=inline_by_name[name]))
-        display = f"inventory/group_vars/{name}.yml"
-        data = load_yaml_file(inv / "group_vars" / f"{name}.yml", display, required=False)
-        if data:
-            layers.append(Layer(source=display, data=data))
-    if host_inline:
-        layers.append(Layer(source=f"{hosts_src} (host {host})", data=host_inline))
-    display = f"inventory/host_vars/{host}.yml"
-    data = load_yaml_file(inv / "host_vars" / f"{host}.yml", display, required=False)
-    if data:
-        layers.append(Layer(source=display, data=data))
-    for text in overrides:
-        layers.append(Layer(source=CLI_SOURCE, data=parse_override(text)))
-    return HostLayers(host=host, groups=tuple(n for n in names if n != "all"), layers=tuple(layers),
-                      project_dir=project_dir)
+
+def all_hosts(project_dir: Path, sources=()) -> list[str]:
+    return sorted(load_project_inventory(project_dir, sources).hosts)
+
+
+def group_members(project_dir: Path, sources=()) -> dict[str, list[str]]:
+    """Every group (``all`` and ``ungrouped`` included) -> its hosts, its children's hosts too, in
+    the order they are written (a fleet runs in this order)."""
+    inv = load_project_inventory(project_dir, sources)
+    return {name: inv.hosts_in_file_order(name) for name in inv.groups}
+
+
+def magic_vars(inv: Inventory, host: str) -> dict:
+    return {
+        "inventory_hostname": host,
+        "inventory_hostname_short": host.split(".")[0],
+        "group_names": sorted(g for g in inv.host_groups(host) if g != "all"),
+        "groups": {name: inv.group_hosts(name) for name in inv.groups},
+    }
+
+
+def host_raw(inv: Inventory, files: VarsFiles, host: str, overrides: list[str] = ()) -> Node:
+    extra = [Piece(data=parse_override(text), source=CLI_SOURCE, file=CLI_SOURCE) for text in overrides]
+    return host_node(inv, files, host, extra)
+
+
+def load_host_layers(project_dir: Path, host: str, overrides: list[str] = (), sources=()) -> HostLayers:
+    project_dir = Path(project_dir)
+    inv = load_project_inventory(project_dir, sources)
+    if host not in inv.hosts:
+        known = ", ".join(sorted(inv.hosts)) or "none"
+        where = ", ".join(inv.display(s) for s in inv.sources)
+        if where == "inventory" and (project_dir / "inventory" / "hosts.yml").exists():
+            where = "inventory/hosts.yml"
+        raise InputError(f"host {host!r} is not in the inventory (known hosts: {known})", source=where)
+    files = VarsFiles(inv)
+    node = host_raw(inv, files, host, overrides)
+    pieces = host_pieces(inv, files, host)
+    pieces += [Piece(data=parse_override(text), source=CLI_SOURCE, file=CLI_SOURCE) for text in overrides]
+
+    def lazy_host(name: str) -> LazyVars:
+        return LazyVars(plain(host_raw(inv, files, name)), {**magic_vars(inv, name), "hostvars": view})
+
+    view = HostVarsView(list(inv.hosts), lazy_host)
+    groups = tuple(g for g in sorted_groups(inv, inv.host_groups(host)) if g != "all")
+    layers = HostLayers(host=host, groups=groups, layers=tuple(Layer(source=p.source, data=p.data) for p in pieces),
+                        project_dir=project_dir, node=node)
+    values, used, failures = evaluate(plain(node), {**magic_vars(inv, host), "hostvars": view}, layers.origin)
+    return replace(layers, values=values, helpers=frozenset(used), failures=tuple(failures.items()))
 
 
 def load_role_defaults(project_dir: Path, role: str) -> Layer:
