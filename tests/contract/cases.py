@@ -79,6 +79,8 @@ def sim_rules() -> list[dict]:
             rule["reasoning"] = case.reasoning
         if case.tool_query is not None:
             rule["tool_call"] = {"name": "web_search", "arguments": {"query": case.tool_query}}
+        elif case.reasoning is None:  # the model writes its answer straight away, no </think>
+            rule["raw"] = case.content
         else:
             rule["content"] = case.content
         rules.append(rule)
