@@ -26,6 +26,7 @@ from sparkkit.inventory.hostvars import (Node, Origin, VarsFiles, fold, host_nod
                                          track)
 from sparkkit.inventory.graph import Inventory, Piece
 from sparkkit.inventory.sources import load_inventory
+from sparkkit.inventory.yamltext import yaml_error
 from sparkkit.inventory.template import HostVarsView, LazyVars, evaluate
 
 CLI_SOURCE = "command line -e"
@@ -118,10 +119,7 @@ def parse_yaml_mapping(text: str, display: str) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"YAML syntax error: {where}{problem}", source=display) from None
+        raise yaml_error(exc, display) from None
     except RecursionError:
         raise InputError("YAML nested too deeply", source=display) from None
     if data is None:

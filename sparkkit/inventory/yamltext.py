@@ -74,15 +74,20 @@ def load_text(text: str, display: str, loader_class: Any = _LOADER) -> tuple[Any
         if loader_class is not yaml.SafeLoader:  # say it in PyYAML's own words, as everywhere else
             loader.dispose()
             return load_text(text, display, yaml.SafeLoader)
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"YAML syntax error: {where}{problem}", source=display) from None
+        raise yaml_error(exc, display) from None
     except RecursionError:
         raise InputError("YAML nested too deeply", source=display) from None
     finally:
         loader.dispose()
     return data, lines
+
+
+def yaml_error(exc: yaml.YAMLError, display: str) -> InputError:
+    """PyYAML's error in its own words, with the line and column, naming the file."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return InputError(f"YAML syntax error: {where}{problem}", source=display)
 
 
 def load_vars_text(text: str, display: str) -> tuple[dict, Lines]:

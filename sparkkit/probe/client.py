@@ -143,14 +143,8 @@ class AsyncProbeClient:
                     return acc.record(end_s=end_s, done=done, retried=retried)
                 finally:
                     await resp.aclose()
-        except TimeoutError:
-            why = Breach(Failure.TOTAL_DEADLINE, f"total deadline: timed out after {lim.total_s:g}s")
-        except Breach as exc:
-            why = exc
-        except (httpx.HTTPError, OSError) as exc:
-            why = _transport_breach(exc, lim)
-        except Exception as exc:  # a bug in the kit: still a record, never a traceback
-            why = Breach(Failure.UNEXPECTED, f"unexpected {type(exc).__name__}: {exc} (a bug in sparkkit)")
+        except Exception as exc:  # noqa: BLE001 - every way a request ends early is a record
+            why = _breach_of(exc, lim)
         partial = f" after {acc.chunks} chunk(s)" if acc.chunks else ""
         return failed(f"{why.reason}{partial}", failure=why.failure, http_status=status, retried=retried,
                       latency_ms=(time.perf_counter() - start) * 1000, chunks=acc.chunks)
@@ -182,16 +176,10 @@ class AsyncProbeClient:
             if expect_json:
                 body = loads_json(raw, max_depth=lim.json_depth)
             return HttpRecord(ok=True, error=None, latency_ms=elapsed, status=status, body=body, retried=retried)
-        except TimeoutError:
-            why = Breach(Failure.TOTAL_DEADLINE, f"total deadline: timed out after {lim.total_s:g}s")
         except _HttpStatus as exc:
             why, body = exc, exc.text
-        except Breach as exc:
-            why = exc
-        except (httpx.HTTPError, OSError) as exc:
-            why = _transport_breach(exc, lim)
-        except Exception as exc:  # a bug in the kit: still a record, never a traceback
-            why = Breach(Failure.UNEXPECTED, f"unexpected {type(exc).__name__}: {exc} (a bug in sparkkit)")
+        except Exception as exc:  # noqa: BLE001 - every way a request ends early is a record
+            why = _breach_of(exc, lim)
         return HttpRecord(ok=False, error=why.reason, failure=why.failure, status=status, body=body,
                           retried=retried, latency_ms=(time.perf_counter() - start) * 1000)
 
@@ -266,6 +254,18 @@ def _check_stream(acc: StreamAccumulator, decoder: SSEDecoder) -> None:
     why = acc.failure()
     if why is not None:
         raise Breach(*why)
+
+
+def _breach_of(exc: Exception, lim: Limits) -> Breach:
+    """Why a request ended early, from what was raised: the total deadline, a breach found while
+    reading, the transport, or a bug in the kit (still a record, never a traceback)."""
+    if isinstance(exc, TimeoutError):
+        return Breach(Failure.TOTAL_DEADLINE, f"total deadline: timed out after {lim.total_s:g}s")
+    if isinstance(exc, Breach):
+        return exc
+    if isinstance(exc, (httpx.HTTPError, OSError)):
+        return _transport_breach(exc, lim)
+    return Breach(Failure.UNEXPECTED, f"unexpected {type(exc).__name__}: {exc} (a bug in sparkkit)")
 
 
 def _transport_breach(exc: Exception, lim: Limits) -> Breach:
