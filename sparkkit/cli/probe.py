@@ -17,6 +17,7 @@ from sparkkit.probe.report import render_probe
 from sparkkit.probe.runner import Target, probe_service
 from sparkkit.probe.suites import load_suites
 from sparkkit.probe.targets import bind_of, make_target, needs_tunnel, targets_for
+from sparkkit.inventory.address import http_url
 
 URL_SUITES = ("standard", "multiturn", "tools", "mcp", "extraction")
 
@@ -81,7 +82,7 @@ def run_host(args, suites, say) -> tuple[str, list[dict]]:
             if tunnel:
                 base = f"http://127.0.0.1:{ex.forward(svc.port, bind_of(cfg, svc))}"
             else:
-                base = f"http://{cfg.ssh.address}:{svc.port}"
+                base = http_url(cfg.ssh.address, svc.port)
             say(f"{cfg.name}: probing {svc.name} at {base}{' (SSH tunnel)' if tunnel else ''}: {', '.join(names)}")
             probes.append(probe_service(make_target(svc, names, base), suites, out=say, timeout_s=args.timeout))
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sparkkit.inventory.model import HostConfig, Service
+from sparkkit.inventory.address import host_port
 
 ALL_INTERFACES = ("0.0.0.0", "::")
 KEY_ENV_NAMES = ("VLLM_API_KEY", "API_KEY")  # or any name ending in _API_KEY
@@ -27,9 +28,9 @@ class ExposureWarning:
     @property
     def text(self) -> str:
         if self.what == "ray":
-            return (f"service {self.service}: the Ray head listens on all interfaces ({self.address}:{self.port}); "
+            return (f"service {self.service}: the Ray head listens on all interfaces ({host_port(self.address, self.port)}); "
                     f"Ray has no authentication: give placement.addresses the interconnect address")
-        return (f"service {self.service} listens on all interfaces ({self.address}:{self.port}) without an API "
+        return (f"service {self.service} listens on all interfaces ({host_port(self.address, self.port)}) without an API "
                 f"key: anyone who reaches this host can use it; set its bind_address (or the host's) to "
                 f"127.0.0.1 or an internal address, or give it an API key (vLLM: secret_env VLLM_API_KEY)")
 

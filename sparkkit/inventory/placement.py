@@ -29,6 +29,7 @@ from dataclasses import replace
 from sparkkit.errors import InputError
 from sparkkit.inventory.model import HostConfig, Placement, Service, ServiceGates
 from sparkkit.inventory.read import Reader, optional_sub, port_number, string_list
+from sparkkit.inventory.address import host_port
 
 # The values travel as arguments ($0 = the Ray port, "$@" = vllm serve ...), never inside the script.
 # Ray binds to the link address it is given (--node-ip-address; Ray >= 2.49 binds its GCS, raylet and
@@ -90,7 +91,7 @@ def place(svc: Service, host: str, source: str) -> Service:
         return replace(svc, entrypoint=("sh", "-c", HEAD_SCRIPT, str(p.ray_port)), flags=tuple(flags),
                        env=tuple(env.items()),
                        extra_ports=() if p.network == "host" else ((p.address(head), p.ray_port, p.ray_port),))
-    head_at = f"{p.address(head)}:{p.ray_port}"
+    head_at = host_port(p.address(head), p.ray_port)
     health = svc.healthcheck and replace(svc.healthcheck, test=("CMD", "ray", "health-check", "--address", head_at))
     return replace(svc, role="ray_worker", entrypoint=("ray",),
                    command=("start", f"--address={head_at}", f"--node-ip-address={p.address(host)}", "--block"),

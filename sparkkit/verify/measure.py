@@ -17,6 +17,7 @@ from sparkkit.probe.suites import Suite
 from sparkkit.probe.targets import bind_of, make_target, needs_tunnel, targets_for
 from sparkkit.verify.gates import crash_facts, evaluate, parse_logs, service_metrics
 from sparkkit.verify.memory import account, read_memory_facts
+from sparkkit.inventory.address import http_url
 
 
 @dataclass
@@ -62,7 +63,7 @@ def measure(ops: HostOps, cfg: HostConfig, suites: dict[str, Suite], m: Measurem
         if needs_tunnel(cfg, svc):
             base = f"http://127.0.0.1:{ops.ex.forward(svc.port, bind_of(cfg, svc))}"
         else:
-            base = f"http://{cfg.ssh.address}:{svc.port}"
+            base = http_url(cfg.ssh.address, svc.port)
         ops.out(f"  probing {svc.name}: {', '.join(names)}")
         with ops.stage("probes"):
             target = make_target(svc, names, base)
