@@ -16,23 +16,11 @@ import time
 
 import pytest
 
-from sparkkit.cli.main import main
 from testbed.stack import docker
 
-from .conftest import SECRET
+from .test_deploy import run, start_marks  # the same CLI run (secret checked) and start marks
 
 pytestmark = pytest.mark.integration
-
-
-def run(capsys, stack, command, *extra):
-    code = main(stack.args(command, *extra))
-    out, err = capsys.readouterr()
-    assert SECRET not in out + err, "a secret value was printed"
-    return code, out, err
-
-
-def start_marks(stack) -> dict[str, tuple[str, str, int]]:
-    return {name: (c["Id"], c["State"]["StartedAt"], c["RestartCount"]) for name, c in stack.containers().items()}
 
 
 def build_image(tag: str, marker: str) -> str:
